@@ -1,0 +1,42 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="xlm",
+    version="0.1.0",
+    description="Cross-lingual language-model pretraining (XLM: MLM, CLM, TLM), modern and tested",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["xlm", "xlm.*"]),
+    py_modules=["train", "preprocess"],
+    install_requires=[
+        "torch>=2.4",
+        "numpy>=1.24",
+        "pyyaml>=6.0",
+        "tqdm>=4.60",
+        "sacremoses>=0.1",
+    ],
+    extras_require={
+        "spm": ["sentencepiece>=0.1.99"],
+        "hf": ["transformers>=4.40", "safetensors>=0.4"],
+        "tensorboard": ["tensorboard>=2.10"],
+        "test": [
+            "pytest>=7",
+            "hypothesis>=6",
+            "transformers>=4.40",
+            "safetensors>=0.4",
+            "sentencepiece>=0.1.99",
+            "tensorboard>=2.10",
+        ],
+        "dev": ["ruff>=0.4", "pytest>=7", "hypothesis>=6", "cython>=3"],
+    },
+    entry_points={
+        "console_scripts": [
+            "xlm-train=xlm.cli.train:main",
+            "xlm-preprocess=xlm.cli.preprocess:main",
+        ],
+    },
+)

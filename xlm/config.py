@@ -1,0 +1,397 @@
+"""Typed run configuration: dataclasses loaded strictly from YAML, with dotted command-line overrides.
+
+Strict means: an unknown key is an error naming its dotted path and the valid keys; a value of the
+wrong type, or one that breaks an invariant, is an error naming the key. The resolved config is a
+plain dict (:func:`to_dict`) that is written next to every run and embedded in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from xlm.errors import XLMError
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of :class:`xlm.model.TransformerModel` (vocabulary and languages come from the data)."""
+
+    emb_dim: int = 512
+    n_layers: int = 4
+    n_heads: int = 8
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    gelu_activation: bool = True
+    sinusoidal_embeddings: bool = False
+    use_lang_emb: bool = True
+    share_inout_emb: bool = True
+    max_positions: int = 512
+    pre_norm: bool = False
+
+    def validate(self, prefix: str = "model") -> None:
+        _positive(self, prefix, "emb_dim", "n_layers", "n_heads", "max_positions")
+        if self.emb_dim % self.n_heads:
+            raise XLMError(f"{prefix}.emb_dim: {self.emb_dim} is not a multiple of {prefix}.n_heads ({self.n_heads})")
+        _probability(self, prefix, "dropout", "attention_dropout")
+
+
+@dataclass
+class RunConfig:
+    dir: str = "runs/default"
+    seed: int = 0
+    log_every: int = 10
+    tensorboard: bool = True
+    debug: bool = False
+
+    def validate(self, prefix: str = "run") -> None:
+        _positive(self, prefix, "log_every")
+
+
+@dataclass
+class DataConfig:
+    path: str = ""
+    langs: list[str] = field(default_factory=list)
+    max_vocab: int = -1
+    min_count: int = 0
+    bptt: int = 256
+    batch_size: int = 32
+    tokens_per_batch: int = -1
+    max_batch_size: int = 0
+    max_len: int = 100
+    group_by_size: bool = True
+    lg_sampling_factor: float = -1.0
+    num_workers: int = 0
+
+    def validate(self, prefix: str = "data") -> None:
+        _positive(self, prefix, "bptt", "batch_size")
+        if self.langs != sorted(set(self.langs)):
+            raise XLMError(f"{prefix}.langs: must be sorted and unique (language ids are indices "
+                           f"in the sorted list), got {self.langs}")
+        if self.tokens_per_batch != -1 and self.tokens_per_batch <= 0:
+            raise XLMError(f"{prefix}.tokens_per_batch: must be -1 (off) or positive, got {self.tokens_per_batch}")
+        if self.lg_sampling_factor != -1 and self.lg_sampling_factor < 0:
+            raise XLMError(f"{prefix}.lg_sampling_factor: must be -1 (uniform) or >= 0")
+        if self.max_len < 0 or self.min_count < 0:
+            raise XLMError(f"{prefix}.max_len/min_count: must be >= 0")
+
+
+@dataclass
+class ObjectivesConfig:
+    """Which objectives run on which languages, as the original's ``--mlm_steps``/``--clm_steps``.
+
+    ``mlm: [en, fr, en-fr]`` is MLM on English and French streams plus TLM on en-fr pairs.
+    Lambdas are a constant (``"1"``) or a piecewise-linear schedule ``"step0:v0,step1:v1,..."``.
+    """
+
+    mlm: list[str] = field(default_factory=list)
+    clm: list[str] = field(default_factory=list)
+    lambda_mlm: str = "1"
+    lambda_clm: str = "1"
+    word_pred: float = 0.15
+    sample_alpha: float = 0.0
+    word_mask_keep_rand: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    context_size: int = 0
+
+    def validate(self, prefix: str = "objectives") -> None:
+        if not 0 <= self.word_pred < 1:
+            raise XLMError(f"{prefix}.word_pred: must be in [0, 1), got {self.word_pred}")
+        if not 0 <= self.sample_alpha < 1:
+            raise XLMError(f"{prefix}.sample_alpha: must be in [0, 1), got {self.sample_alpha}")
+        p = self.word_mask_keep_rand
+        if len(p) != 3 or any(not 0 <= x <= 1 for x in p) or abs(sum(p) - 1) > 1e-6:
+            raise XLMError(f"{prefix}.word_mask_keep_rand: three probabilities in [0, 1] summing to 1, got {p}")
+        for name in ("lambda_mlm", "lambda_clm"):
+            try:
+                parse_schedule(getattr(self, name))
+            except ValueError as e:
+                raise XLMError(f"{prefix}.{name}: {e}") from None
+        for name in ("mlm", "clm"):
+            steps = getattr(self, name)
+            if len(steps) != len(set(steps)):
+                raise XLMError(f"{prefix}.{name}: duplicate entries in {steps}")
+
+
+@dataclass
+class OptimConfig:
+    optimizer: Literal["adamw", "adam"] = "adamw"
+    lr: float = 1e-4
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+    schedule: Literal["inverse_sqrt", "linear", "cosine", "constant"] = "inverse_sqrt"
+    warmup_updates: int = 4000
+    warmup_init_lr: float = 1e-7
+    min_lr: float = 0.0
+    exp_factor: float = 0.5
+    clip_grad_norm: float = 5.0
+
+    def validate(self, prefix: str = "optim") -> None:
+        _positive(self, prefix, "lr")
+        _probability(self, prefix, "beta1", "beta2")
+        for name in ("eps", "weight_decay", "warmup_updates", "warmup_init_lr", "min_lr", "clip_grad_norm",
+                     "exp_factor"):
+            if getattr(self, name) < 0:
+                raise XLMError(f"{prefix}.{name}: must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 100000
+    eval_every: int = 1000
+    save_every: int = 1000
+    keep_last: int = 2
+    accumulate_gradients: int = 1
+    validation_metric: str = "_valid_mlm_ppl"
+    early_stopping_patience: int = 0
+    eval_max_sentences: int = -1
+    eval_at_start: bool = True
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    compile: bool = False
+    parallelism: Literal["ddp", "fsdp"] = "ddp"
+    nan_tolerance: int = 5
+
+    def validate(self, prefix: str = "train") -> None:
+        _positive(self, prefix, "max_steps", "eval_every", "save_every", "accumulate_gradients")
+        if self.keep_last < 1:
+            raise XLMError(f"{prefix}.keep_last: must be >= 1, got {self.keep_last}")
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self, prefix: str = "") -> None:
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).validate(f.name)
+        langs = set(self.data.langs)
+        for obj in ("mlm", "clm"):
+            for step in getattr(self.objectives, obj):
+                parts = step.split("-")
+                if len(parts) > 2 or not all(parts):
+                    raise XLMError(f"objectives.{obj}: {step!r} is neither a language nor a pair 'l1-l2'")
+                if len(parts) == 2 and parts[0] == parts[1]:
+                    raise XLMError(f"objectives.{obj}: {step!r} pairs a language with itself")
+                for lang in parts:
+                    if lang not in langs:
+                        raise XLMError(f"objectives.{obj}: language {lang!r} (in {step!r}) is not in "
+                                       f"data.langs {self.data.langs}")
+        if self.model.max_positions < self.data.bptt and (self.objectives.mlm or self.objectives.clm):
+            raise XLMError(f"data.bptt: {self.data.bptt} exceeds model.max_positions ({self.model.max_positions})")
+
+
+# -- schedules ----------------------------------------------------------------------------------
+def parse_schedule(text: str) -> list[tuple[int, float]]:
+    """``"0.5"`` -> [(0, 0.5)]; ``"0:1,1000:0.1"`` -> points with strictly increasing steps."""
+    text = str(text).strip()
+    if ":" not in text:
+        try:
+            return [(0, float(text))]
+        except ValueError:
+            raise ValueError(f"{text!r} is neither a number nor 'step:value,...'") from None
+    points = []
+    for part in text.split(","):
+        step, _, value = part.partition(":")
+        try:
+            points.append((int(step), float(value)))
+        except ValueError:
+            raise ValueError(f"bad schedule point {part!r} in {text!r}") from None
+    steps = [s for s, _ in points]
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ValueError(f"schedule steps must be strictly increasing in {text!r}")
+    return points
+
+
+# -- strict loading -----------------------------------------------------------------------------
+def _positive(obj: Any, prefix: str, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) <= 0:
+            raise XLMError(f"{prefix}.{name}: must be positive, got {getattr(obj, name)}")
+
+
+def _probability(obj: Any, prefix: str, *names: str) -> None:
+    for name in names:
+        if not 0 <= getattr(obj, name) < 1:
+            raise XLMError(f"{prefix}.{name}: must be in [0, 1), got {getattr(obj, name)}")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (ints widen to floats; nothing else converts)."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise XLMError(f"{key}: expected a mapping of {', '.join(f.name for f in dataclasses.fields(tp))}, "
+                           f"got {type(value).__name__}")
+        return from_dict(tp, value, key)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except XLMError as e:
+                errors.append(str(e))
+        raise XLMError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise XLMError(f"{key}: must be one of {list(choices)}, got {value!r}")
+        return value
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise XLMError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        kt, vt = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise XLMError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return {_coerce(k, kt, key): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise XLMError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise XLMError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise XLMError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # lambda "1" written as 1 in YAML
+        if not isinstance(value, str):
+            raise XLMError(f"{key}: expected a string, got {value!r}")
+        return value
+    if tp is Any:
+        return value
+    raise TypeError(f"unsupported config annotation {tp!r} for {key}")
+
+
+def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys with the list of valid ones."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in data.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in fields:
+            raise XLMError(f"unknown config key {key!r}; valid keys{' under ' + repr(prefix) if prefix else ''}: "
+                           f"{', '.join(fields)}")
+        kwargs[k] = _coerce(v, hints[k], key)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    """The resolved config as plain YAML/JSON-safe data."""
+    return dataclasses.asdict(cfg)
+
+
+def _parse_override_value(text: str, tp: Any, key: str) -> Any:
+    """Parse a command-line value by the field's type: YAML syntax, but strings stay strings."""
+    base = typing.get_origin(tp)
+    if tp is str or (base is Literal and all(isinstance(c, str) for c in typing.get_args(tp))):
+        return text
+    if tp is float:  # YAML 1.1 reads "3e-4" as a string
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise XLMError(f"{key}: cannot parse {text!r}") from None
+
+
+def apply_overrides(data: dict, overrides: list[str], cls: type = Config) -> dict:
+    """Apply ``section.key=value`` pairs to the raw config mapping, checking each path exists."""
+    for item in overrides:
+        path, sep, text = item.partition("=")
+        if not sep or not path:
+            raise XLMError(f"override {item!r}: expected key.sub=value")
+        parts = path.split(".")
+        node, tp = data, cls
+        for i, part in enumerate(parts):
+            key = ".".join(parts[: i + 1])
+            if not dataclasses.is_dataclass(tp):
+                raise XLMError(f"override {item!r}: {'.'.join(parts[:i])!r} has no sub-keys")
+            hints = typing.get_type_hints(tp)
+            if part not in hints:
+                valid = ", ".join(f.name for f in dataclasses.fields(tp))
+                raise XLMError(f"unknown config key {key!r}; valid keys: {valid}")
+            tp = hints[part]
+            if i < len(parts) - 1:
+                nxt = node.get(part)
+                if nxt is None:
+                    nxt = node[part] = {}
+                elif not isinstance(nxt, dict):
+                    raise XLMError(f"{key}: expected a mapping")
+                node = nxt
+            else:
+                node[part] = _parse_override_value(text, tp, key)
+    return data
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (or defaults when ``path`` is None), apply overrides, validate."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise XLMError(f"{path}: cannot read config: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise XLMError(f"{path}: config is not valid UTF-8") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise XLMError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+        if not isinstance(data, dict):
+            raise XLMError(f"{path}: top level must be a mapping of sections")
+    data = apply_overrides(data, overrides or [])
+    try:
+        cfg = from_dict(Config, data)
+    except XLMError as e:
+        raise XLMError(f"{path}: {e}" if path else str(e)) from None
+    try:
+        cfg.validate()
+    except XLMError as e:
+        raise XLMError(f"{path}: {e}" if path else str(e)) from None
+    return cfg
+
+
+def config_from_dict(data: dict) -> Config:
+    """Rebuild a validated :class:`Config` from :func:`to_dict` output (e.g. from a checkpoint)."""
+    cfg = from_dict(Config, data)
+    cfg.validate()
+    return cfg
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,154 @@
+"""Vocabulary with the original XLM special ids, read from fastBPE ``getvocab`` files.
+
+Ids 0-13 are fixed: ``<s>`` 0, ``</s>`` 1, ``<pad>`` 2, ``<unk>`` 3, ``<special0..9>`` 4-13, and the
+MLM mask is ``<special1>`` (5). Words from the vocabulary file follow from id 14 in file order,
+which fastBPE writes by decreasing count, so truncating ids keeps the most frequent words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from xlm.errors import XLMError
+from xlm.io import atomic_open
+
+BOS_WORD, EOS_WORD, PAD_WORD, UNK_WORD = "<s>", "</s>", "<pad>", "<unk>"
+N_SPECIAL_WORDS = 10
+SPECIAL_WORDS = [BOS_WORD, EOS_WORD, PAD_WORD, UNK_WORD] + [f"<special{i}>" for i in range(N_SPECIAL_WORDS)]
+BOS_INDEX, EOS_INDEX, PAD_INDEX, UNK_INDEX, MASK_INDEX = 0, 1, 2, 3, 5
+N_SPECIAL = len(SPECIAL_WORDS)  # 14: the first id of a real word
+
+
+class Dictionary:
+    """Maps tokens to ids and back; ``counts`` are corpus frequencies (0 for special tokens)."""
+
+    bos_index = BOS_INDEX
+    eos_index = EOS_INDEX
+    pad_index = PAD_INDEX
+    unk_index = UNK_INDEX
+    mask_index = MASK_INDEX
+
+    def __init__(self, words: Sequence[str], counts: Sequence[int] | None = None):
+        """``words`` are the real words (ids from 14 on), without the special tokens."""
+        if counts is not None and len(counts) != len(words):
+            raise ValueError(f"{len(words)} words but {len(counts)} counts")
+        self.id2word: list[str] = SPECIAL_WORDS + list(words)
+        self.counts: list[int] = [0] * N_SPECIAL + (list(counts) if counts is not None else [0] * len(words))
+        self.word2id: dict[str, int] = {w: i for i, w in enumerate(self.id2word)}
+        if len(self.word2id) != len(self.id2word):
+            dup = next(w for i, w in enumerate(self.id2word) if self.word2id[w] != i)
+            raise XLMError(f"duplicate word {dup!r} in dictionary")
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def read_vocab(cls, path: str | os.PathLike, max_vocab: int = -1, min_count: int = 0) -> Dictionary:
+        """Read a ``TOKEN COUNT`` file strictly: any malformed line is an error naming file and line.
+
+        Lines are split on ``\\n`` only and fields on the last space, so a token may hold tabs or
+        non-breaking spaces, exactly as fastBPE writes them. ``max_vocab`` counts the 14 specials
+        (as the original's ``--max_vocab``); ``min_count`` drops rarer words.
+        """
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise XLMError(f"{path}: cannot read vocabulary: {e.strerror}") from None
+        words: list[str] = []
+        counts: list[int] = []
+        seen: dict[str, int] = {}
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        for lineno, raw in enumerate(lines, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise XLMError(f"{where}: invalid UTF-8 at byte {e.start}") from None
+            if line.endswith("\r"):
+                raise XLMError(f"{where}: CRLF line ending; vocabulary files use '\\n' only")
+            token, sep, count = line.rpartition(" ")
+            if not sep or not token or " " in token:
+                raise XLMError(f"{where}: expected 'TOKEN COUNT', got {line[:80]!r}")
+            if not count.isdigit() or not count.isascii():
+                raise XLMError(f"{where}: count {count[:40]!r} is not a non-negative integer")
+            if token in SPECIAL_WORDS:
+                raise XLMError(f"{where}: special token {token!r} must not appear in a vocabulary file")
+            if token in seen:
+                raise XLMError(f"{where}: duplicate token {token!r} (first on line {seen[token]})")
+            c = int(count)
+            if counts and c > counts[-1]:
+                raise XLMError(
+                    f"{where}: counts must not increase ({c} after {counts[-1]}); "
+                    "the file must be sorted by decreasing count as fastBPE getvocab writes it"
+                )
+            seen[token] = lineno
+            words.append(token)
+            counts.append(c)
+        if max_vocab > 0:
+            keep = max(0, max_vocab - N_SPECIAL)
+            words, counts = words[:keep], counts[:keep]
+        if min_count > 0:
+            n = sum(1 for c in counts if c >= min_count)  # counts are sorted: a prefix survives
+            words, counts = words[:n], counts[:n]
+        return cls(words, counts)
+
+    @classmethod
+    def from_id2word(cls, id2word: dict[int, str] | Sequence[str], counts: dict[str, int] | None = None) -> Dictionary:
+        """Rebuild from an original checkpoint's ``dico_id2word`` (and ``dico_counts``)."""
+        if isinstance(id2word, dict):
+            n = len(id2word)
+            if sorted(id2word) != list(range(n)):
+                raise XLMError("dico_id2word: ids are not 0..n-1")
+            words = [id2word[i] for i in range(n)]
+        else:
+            words = list(id2word)
+        if words[:N_SPECIAL] != SPECIAL_WORDS:
+            raise XLMError(
+                f"dictionary: the first {N_SPECIAL} entries must be the special tokens "
+                f"{SPECIAL_WORDS}, got {words[:N_SPECIAL]}"
+            )
+        real = words[N_SPECIAL:]
+        return cls(real, [int((counts or {}).get(w, 0)) for w in real])
+
+    # -- output ---------------------------------------------------------------------------------
+    def write(self, path: str | os.PathLike) -> None:
+        """Write the real words as a ``TOKEN COUNT`` file (atomically)."""
+        with atomic_open(path, "w") as f:
+            for w, c in zip(self.id2word[N_SPECIAL:], self.counts[N_SPECIAL:]):
+                f.write(f"{w} {c}\n")
+
+    # -- lookup ---------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.id2word)
+
+    def __getitem__(self, i: int) -> str:
+        return self.id2word[i]
+
+    def __contains__(self, word: str) -> bool:
+        return word in self.word2id
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Dictionary) and self.id2word == other.id2word
+
+    def __repr__(self) -> str:
+        return f"Dictionary({len(self)} words)"
+
+    def index(self, word: str) -> int:
+        return self.word2id.get(word, UNK_INDEX)
+
+    def encode(self, tokens: Iterable[str]) -> list[int]:
+        return [self.word2id.get(t, UNK_INDEX) for t in tokens]
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        return [self.id2word[int(i)] for i in ids]
+
+    def fingerprint(self) -> str:
+        """A short hash of the id->word mapping: data and models built on different vocabularies differ."""
+        h = hashlib.sha1()
+        for w in self.id2word:
+            h.update(w.encode("utf-8") + b"\n")
+        return h.hexdigest()[:16]

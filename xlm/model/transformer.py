@@ -1,0 +1,209 @@
+"""The XLM encoder: token + position + language embeddings and a stack of transformer layers.
+
+Parameter names follow the original (``embeddings``, ``position_embeddings``, ``lang_embeddings``,
+``layer_norm_emb``, ``attentions.i.q_lin``, ``layer_norm1.i``, ``ffns.i.lin1``, ``layer_norm2.i``,
+``pred_layer.proj``) so that interop with original and Hugging Face checkpoints is a key map.
+Tensors are batch-first: ``(batch, seq)`` in, ``(batch, seq, emb_dim)`` out. This module holds no
+training, I/O or config parsing.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from xlm.config import ModelConfig
+
+LAYER_NORM_EPS = 1e-12
+
+
+def sinusoidal_table(n_pos: int, dim: int) -> Tensor:
+    """Angle ``pos / 10000^(2*floor(j/2)/dim)``: sin on even ``j``, cos on odd ``j`` (as the original)."""
+    pos = torch.arange(n_pos, dtype=torch.float64).unsqueeze(1)
+    j = torch.arange(dim, dtype=torch.float64)
+    angle = pos / torch.pow(10000.0, 2 * torch.div(j, 2, rounding_mode="floor") / dim)
+    table = torch.empty(n_pos, dim, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(angle[:, 0::2])
+    table[:, 1::2] = torch.cos(angle[:, 1::2])
+    return table.float()
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, n_heads: int, dim: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.q_lin = nn.Linear(dim, dim)
+        self.k_lin = nn.Linear(dim, dim)
+        self.v_lin = nn.Linear(dim, dim)
+        self.out_lin = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, key_mask: Tensor | None, causal: bool) -> Tensor:
+        """``key_mask``: bool ``(batch, 1, 1, seq)``, True where a key may be attended (None: all)."""
+        bs, slen, dim = x.shape
+        heads = lambda t: t.view(bs, slen, self.n_heads, dim // self.n_heads).transpose(1, 2)
+        q, k, v = heads(self.q_lin(x)), heads(self.k_lin(x)), heads(self.v_lin(x))
+        # As the original, causal attention uses the triangle alone: padding sits at the end and
+        # its outputs are zeroed, so it can never influence a real position.
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=None if causal else key_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=causal,
+        )
+        return self.out_lin(out.transpose(1, 2).reshape(bs, slen, dim))
+
+
+class TransformerFFN(nn.Module):
+    def __init__(self, dim: int, hidden: int, dropout: float, gelu: bool):
+        super().__init__()
+        self.lin1 = nn.Linear(dim, hidden)
+        self.lin2 = nn.Linear(hidden, dim)
+        self.dropout = dropout
+        self.act = F.gelu if gelu else F.relu
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout(self.lin2(self.act(self.lin1(x))), self.dropout, self.training)
+
+
+class PredLayer(nn.Module):
+    """Output projection to the vocabulary (weight tied to the input embeddings by default)."""
+
+    def __init__(self, dim: int, n_words: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, n_words, bias=True)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.proj(h)
+
+
+class TransformerModel(nn.Module):
+    """Transformer encoder with language embeddings; ``causal`` is chosen per call (MLM/TLM vs CLM)."""
+
+    def __init__(self, cfg: ModelConfig, n_words: int, n_langs: int, pad_index: int = 2):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.n_words = n_words
+        self.n_langs = n_langs
+        self.pad_index = pad_index
+        dim = self.dim = cfg.emb_dim
+        self.n_heads = cfg.n_heads
+        self.n_layers = cfg.n_layers
+
+        # Registration order matches the original so that state dicts list keys the same way.
+        self.position_embeddings = nn.Embedding(cfg.max_positions, dim)
+        if cfg.sinusoidal_embeddings:
+            with torch.no_grad():
+                self.position_embeddings.weight.copy_(sinusoidal_table(cfg.max_positions, dim))
+            self.position_embeddings.weight.requires_grad = False
+        self.use_lang_emb = n_langs > 1 and cfg.use_lang_emb
+        if self.use_lang_emb:
+            self.lang_embeddings = nn.Embedding(n_langs, dim)
+        self.embeddings = nn.Embedding(n_words, dim, padding_idx=pad_index)
+        self.layer_norm_emb = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.attentions = nn.ModuleList(
+            MultiHeadAttention(cfg.n_heads, dim, cfg.attention_dropout) for _ in range(cfg.n_layers)
+        )
+        self.layer_norm1 = nn.ModuleList(nn.LayerNorm(dim, eps=LAYER_NORM_EPS) for _ in range(cfg.n_layers))
+        self.ffns = nn.ModuleList(
+            TransformerFFN(dim, 4 * dim, cfg.dropout, cfg.gelu_activation) for _ in range(cfg.n_layers)
+        )
+        self.layer_norm2 = nn.ModuleList(nn.LayerNorm(dim, eps=LAYER_NORM_EPS) for _ in range(cfg.n_layers))
+        if cfg.pre_norm:
+            self.layer_norm_out = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.pred_layer = PredLayer(dim, n_words)
+        self.reset_parameters()
+        if cfg.share_inout_emb:
+            self.pred_layer.proj.weight = self.embeddings.weight
+
+    def reset_parameters(self) -> None:
+        """Embeddings ~ N(0, dim^-0.5) with a zero padding row; linear layers keep PyTorch's init."""
+        std = self.dim**-0.5
+        embs = [self.embeddings] + ([self.lang_embeddings] if self.use_lang_emb else [])
+        if not self.cfg.sinusoidal_embeddings:
+            embs.append(self.position_embeddings)
+        with torch.no_grad():
+            for emb in embs:
+                nn.init.normal_(emb.weight, mean=0.0, std=std)
+            self.embeddings.weight[self.pad_index].zero_()
+
+    def forward(
+        self,
+        x: Tensor,
+        lengths: Tensor | None = None,
+        langs: Tensor | int | None = None,
+        positions: Tensor | None = None,
+        causal: bool = False,
+    ) -> Tensor:
+        """Encode ``x`` ``(batch, seq)`` to hidden states ``(batch, seq, emb_dim)``.
+
+        ``lengths`` defaults to the number of non-padding tokens (right padding assumed).
+        ``langs`` is a ``(batch, seq)`` tensor or one id for every token; without it no language
+        vector is added at all (as in the original). ``positions`` default to ``0..seq-1``.
+        """
+        bs, slen = x.shape
+        if slen > self.position_embeddings.num_embeddings and positions is None:
+            raise ValueError(
+                f"sequence of {slen} tokens exceeds max_positions={self.position_embeddings.num_embeddings}"
+            )
+        if lengths is None:
+            lengths = (x != self.pad_index).sum(dim=1)
+        pad_mask = None  # (batch, seq) True on real tokens; None when nothing is padded (fast path)
+        if int(lengths.min()) < slen:
+            pad_mask = torch.arange(slen, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
+        if positions is None:
+            h = self.embeddings(x) + self.position_embeddings.weight[:slen]
+        else:
+            h = self.embeddings(x) + self.position_embeddings(positions)
+        if langs is not None and self.use_lang_emb:
+            if isinstance(langs, int):
+                h = h + self.lang_embeddings.weight[langs]
+            else:
+                h = h + self.lang_embeddings(langs)
+        h = F.dropout(self.layer_norm_emb(h), self.cfg.dropout, self.training)
+        key_mask = None
+        if pad_mask is not None:
+            h = h * pad_mask.unsqueeze(-1).to(h.dtype)
+            key_mask = pad_mask[:, None, None, :]
+
+        for i in range(self.n_layers):
+            if self.cfg.pre_norm:
+                h = h + F.dropout(
+                    self.attentions[i](self.layer_norm1[i](h), key_mask, causal), self.cfg.dropout, self.training
+                )
+                h = h + self.ffns[i](self.layer_norm2[i](h))
+            else:
+                h = self.layer_norm1[i](
+                    h + F.dropout(self.attentions[i](h, key_mask, causal), self.cfg.dropout, self.training)
+                )
+                h = self.layer_norm2[i](h + self.ffns[i](h))
+            if pad_mask is not None:
+                h = h * pad_mask.unsqueeze(-1).to(h.dtype)
+        if self.cfg.pre_norm:
+            h = self.layer_norm_out(h)
+            if pad_mask is not None:
+                h = h * pad_mask.unsqueeze(-1).to(h.dtype)
+        return h
+
+    def predict(self, h: Tensor) -> Tensor:
+        """Vocabulary scores for the hidden states passed in, ``(..., emb_dim) -> (..., n_words)``.
+
+        Pass only the positions to score (e.g. ``h[pred_mask]``): training never pays for
+        full-vocabulary logits at unmasked tokens.
+        """
+        return self.pred_layer(h)
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Unique parameters (a tied output projection counts once)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def flops_per_token(self, seq_len: int, n_predicted_fraction: float = 1.0) -> float:
+        """Approximate training FLOPs per token (forward + backward = 3x forward) for MFU logging."""
+        d, L = self.dim, self.n_layers
+        per_layer = 2 * (4 * d * d + 2 * 4 * d * d) + 2 * 2 * seq_len * d
+        head = 2 * d * self.n_words * n_predicted_fraction
+        return 3.0 * (L * per_layer + head)
