@@ -15,9 +15,10 @@ import dataclasses
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -49,6 +50,12 @@ class Pretrained:
     @property
     def id2lang(self) -> dict[int, str]:
         return {i: lang for lang, i in self.lang2id.items()}
+
+    def encode(self, sentences: Sequence[str], lang: str, **kwargs: Any) -> Any:
+        """Sentence embeddings (or per-token states) of raw sentences: see :func:`xlm.embed.encode`."""
+        from xlm.embed import encode
+
+        return encode(self, sentences, lang, **kwargs)
 
 
 # -- loading ------------------------------------------------------------------------------------
