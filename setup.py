@@ -18,6 +18,7 @@ setup(
         "pyyaml>=6.0",
         "tqdm>=4.60",
         "sacremoses>=0.1",
+        "regex>=2022.1",
     ],
     extras_require={
         "spm": ["sentencepiece>=0.1.99"],

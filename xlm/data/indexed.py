@@ -23,6 +23,7 @@ import numpy as np
 
 from xlm.data.dictionary import EOS_INDEX
 from xlm.errors import XLMError
+from xlm.io import default_file_mode
 
 MAGIC = b"XLMIDX1\n"
 VERSION = 1
@@ -139,11 +140,13 @@ class IndexedWriter:
         idx_tmp = tempfile.NamedTemporaryFile(
             dir=self.prefix.parent, prefix=f".{self.prefix.name}.idx.", suffix=".tmp", delete=False
         )
+        for f in (idx_tmp, self._bin_tmp):
+            os.fchmod(f.fileno(), default_file_mode())
         try:
             with idx_tmp:
                 idx_tmp.write(MAGIC + struct.pack("<Q", len(blob)) + blob)
                 self._off_tmp.seek(0)
-                while chunk := self._off_tmp.read(1 << 24):
+                while chunk := self._off_tmp.read(1 << 20):
                     idx_tmp.write(chunk)
                 idx_tmp.flush()
                 os.fsync(idx_tmp.fileno())

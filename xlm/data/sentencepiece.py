@@ -1,0 +1,197 @@
+"""SentencePiece as an alternative to BPE codes (XLM-R-style vocabularies).
+
+The flow mirrors BPE: ``train_spm`` (like learn-bpe) -> ``encode_file`` (like apply-bpe: one line of
+space-separated pieces per input line) -> ``write_spm_vocab`` (like get-vocab) -> ``binarize``.
+The vocabulary holds every piece of the model (control and unknown pieces excluded), counted in
+the encoded training text and sorted by decreasing count (ties in model order), so it is in our
+``TOKEN COUNT`` format, ``max_vocab`` keeps the most frequent pieces, and pieces unseen in the
+training text still get an id (count 0). Pieces never contain ``' '`` (SentencePiece writes spaces
+as ``▁``), so binarize's split on spaces recovers them exactly.
+
+``sentencepiece`` is optional; it is imported only here, with a clear message when missing.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import closing
+from typing import Any, Literal
+
+from xlm.data import textio
+from xlm.data.dictionary import SPECIAL_WORDS
+from xlm.errors import XLMError
+from xlm.io import atomic_open, atomic_write_bytes
+
+ModelType = Literal["unigram", "bpe", "char", "word"]
+
+
+def require_sentencepiece() -> Any:
+    try:
+        import sentencepiece
+    except ImportError:
+        raise XLMError(
+            "sentencepiece is not installed: pip install sentencepiece (or pip install 'xlm[spm]')"
+        ) from None
+    return sentencepiece
+
+
+def load_model(path: str | os.PathLike) -> Any:
+    """A ``SentencePieceProcessor``; a missing or corrupt model is an XLMError."""
+    spm = require_sentencepiece()
+    try:
+        data = open(path, "rb").read()
+    except OSError as e:
+        raise XLMError(f"{path}: cannot read SentencePiece model: {e.strerror}") from None
+    try:
+        return spm.SentencePieceProcessor(model_proto=data)
+    except (RuntimeError, OSError, TypeError) as e:
+        raise XLMError(f"{path}: not a SentencePiece model ({_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _iter_lines(inputs: Sequence[str | os.PathLike], errors: textio.Errors) -> Iterator[str]:
+    for path in inputs:
+        source = textio.display_name(path)
+        with textio.open_input(path) as f:
+            for chunk in textio.iter_chunks(f):
+                yield from textio.decode_chunk(chunk, source, errors)[:-1].split("\n")
+
+
+def train_spm(
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    vocab_size: int,
+    *,
+    model_type: ModelType = "unigram",
+    character_coverage: float = 0.9995,
+    input_sentence_size: int = 2_000_000,
+    seed: int = 0,
+    threads: int | None = None,
+    errors: textio.Errors = "strict",
+) -> None:
+    """Train a model on the lines of ``inputs`` and write it (atomically) to ``output``.
+
+    ``input_sentence_size`` lines are sampled (seeded) when the input is larger. ``vocab_size`` is
+    an upper bound: on a small corpus the model may be smaller (``hard_vocab_limit=false``).
+    SentencePiece's own ``<s>``/``</s>`` are disabled: XLM adds its specials in the dictionary.
+    """
+    spm = require_sentencepiece()
+    if vocab_size < 2:
+        raise XLMError(f"--vocab-size must be at least 2, got {vocab_size}")
+    failure: list[BaseException] = []
+
+    def lines() -> Iterator[str]:
+        try:
+            yield from _iter_lines(inputs, errors)
+        except BaseException as e:  # SentencePiece would turn it into a RuntimeError: keep the original
+            failure.append(e)
+            raise
+
+    buf = io.BytesIO()
+    spm.set_random_generator_seed(seed)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=lines(),
+            model_writer=buf,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=character_coverage,
+            input_sentence_size=input_sentence_size,
+            shuffle_input_sentence=True,
+            hard_vocab_limit=False,
+            bos_id=-1,
+            eos_id=-1,
+            unk_id=0,
+            num_threads=threads or textio.resolve_workers(None),
+            minloglevel=2,
+        )
+    except RuntimeError as e:
+        if failure:
+            raise failure[0] from None
+        raise XLMError(f"sentencepiece training failed: {_first_line(e)}") from None
+    atomic_write_bytes(output, buf.getvalue())
+
+
+# -- encoding --------------------------------------------------------------------------------------------
+_worker: tuple[Any, str, textio.Errors] | None = None
+CHUNK_BYTES = 1 << 20
+
+
+def _init_worker(model: str, source: str, errors: textio.Errors) -> None:
+    global _worker
+    _worker = (load_model(model), source, errors)
+
+
+def _encode_chunk(chunk: textio.Chunk) -> tuple[bytes, int]:
+    assert _worker is not None
+    sp, source, errors = _worker
+    lines = textio.decode_chunk(chunk, source, errors)[:-1].split("\n")
+    pieces = sp.encode(lines, out_type=str)
+    return ("\n".join(" ".join(p) for p in pieces) + "\n").encode("utf-8"), len(chunk.data)
+
+
+def encode_file(
+    model: str | os.PathLike,
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    workers: int | None = None,
+    progress: bool = False,
+    errors: textio.Errors = "strict",
+    chunk_bytes: int = CHUNK_BYTES,
+) -> int:
+    """Write one line of space-separated pieces per input line (``-`` = stdin/stdout); returns lines."""
+    load_model(model)  # fail before any output when the model is bad
+    source = textio.display_name(input)
+    size = textio.input_size(input)
+    n_workers = textio.auto_workers(workers, size, chunk_bytes)
+    n_lines = 0
+    with (
+        textio.open_input(input) as fin,
+        textio.open_output(output) as fout,
+        textio.progress_bar(progress, size, f"spm-encode {source}") as bar,
+    ):
+        chunks = ((c,) for c in textio.iter_chunks(fin, chunk_bytes))
+        with closing(
+            textio.ordered_map(
+                _encode_chunk,
+                chunks,
+                workers=n_workers,
+                initializer=_init_worker,
+                initargs=(str(model), source, errors),
+            )
+        ) as results:
+            for data, n_bytes in results:
+                fout.write(data)
+                n_lines += data.count(b"\n")
+                bar.update(n_bytes)
+    return n_lines
+
+
+# -- vocabulary -------------------------------------------------------------------------------------------
+def write_spm_vocab(model: str | os.PathLike, encoded: Sequence[str | os.PathLike], output: str | os.PathLike) -> int:
+    """Write every piece of ``model`` as ``PIECE COUNT``, counted in the ``encoded`` files; returns pieces."""
+    sp = load_model(model)
+    counts: Counter = Counter()
+    for path in encoded:
+        source = textio.display_name(path)
+        with textio.open_input(path) as f:
+            for chunk in textio.iter_chunks(f):
+                counts.update(textio.decode_chunk(chunk, source).replace("\n", " ").split(" "))
+    pieces = [
+        sp.id_to_piece(i)
+        for i in range(sp.get_piece_size())
+        if not (sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i))
+    ]
+    pieces = [p for p in pieces if p not in SPECIAL_WORDS]
+    order = sorted(range(len(pieces)), key=lambda i: (-counts.get(pieces[i], 0), i))
+    with atomic_open(output, "w") as f:
+        for i in order:
+            f.write(f"{pieces[i]} {counts.get(pieces[i], 0)}\n")
+    return len(pieces)
