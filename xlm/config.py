@@ -68,7 +68,6 @@ class DataConfig:
     max_len: int = 100
     group_by_size: bool = True
     lg_sampling_factor: float = -1.0
-    num_workers: int = 0
 
     def validate(self, prefix: str = "data") -> None:
         _positive(self, prefix, "bptt", "batch_size")

@@ -1,0 +1,101 @@
+"""Perplexity and accuracy per split, language and objective, with the original's metric names.
+
+For each split (``valid``, ``test``) and task: ``ppl = exp(sum xent / n_predicted)``,
+``acc = 100 * correct / n_predicted`` (``ppl`` 1e9 and ``acc`` 0 when nothing was predicted).
+Names: ``valid_en_mlm_ppl``, ``valid_en_fr_mlm_acc`` (TLM, underscore), ``valid_de_clm_ppl``,
+``valid_en-fr_clm_ppl`` (CLM on pairs, dash), and the averages over *monolingual* tasks
+``valid_mlm_ppl`` / ``valid_mlm_acc`` / ``valid_clm_ppl`` / ``valid_clm_acc`` (arithmetic means).
+
+Masks are a pure function of ``(seed, split, task, batch index)``: every evaluation of a run scores
+the same positions, whatever the number of processes. Batches are dealt round-robin to ranks
+and the sums go through one all-reduce.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from xlm.data.datasets import ParallelDataset, StreamDataset
+from xlm.data.sampling import TAG_EVAL, name_key, rng
+from xlm.distributed import all_reduce_sums
+from xlm.objectives import Masker, Task, make_batch, score
+
+SPLITS = ("valid", "test")
+
+
+def metric_names(tasks: list[Task], splits: tuple[str, ...] = SPLITS) -> list[str]:
+    """Every metric an evaluation of these tasks reports, in report order."""
+    names = []
+    for split in splits:
+        for task in tasks:
+            names += [task.metric(split, "ppl"), task.metric(split, "acc")]
+        for objective in ("mlm", "clm"):
+            if any(t.objective == objective and not t.is_pair for t in tasks):
+                names += [f"{split}_{objective}_ppl", f"{split}_{objective}_acc"]
+    return names
+
+
+@dataclass
+class Evaluator:
+    tasks: list[Task]
+    datasets: dict[tuple[str, Task], StreamDataset | ParallelDataset]  # (split, task) -> data
+    masker: Masker
+    batch_size: int
+    seed: int
+    context_size: int = 0
+    rank: int = 0
+    world_size: int = 1
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, device: torch.device,
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                 ) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        sums: dict[str, float] = {}
+        try:
+            for (split, task), data in self.datasets.items():
+                xent = n = correct = 0.0
+                for i, raw in enumerate(data.eval_batches(self.batch_size)):
+                    if i % self.world_size != self.rank:
+                        continue
+                    gen = rng(self.seed, TAG_EVAL, name_key(split), name_key(task.name), i)
+                    batch = make_batch(task, raw, self.masker, gen, self.context_size, train=False).to(device)
+                    if batch.n_pred == 0:
+                        continue
+                    with autocast():
+                        s, k, c = score(model, batch)
+                    xent, n, correct = xent + s, n + k, correct + c
+                key = f"{split}|{task.name}"
+                sums.update({f"{key}|xent": xent, f"{key}|n": n, f"{key}|correct": correct})
+        finally:
+            model.train(was_training)
+        sums = all_reduce_sums(sums, device)
+        return self._metrics(sums)
+
+    def _metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for split in SPLITS:
+            per_objective: dict[str, list[tuple[float, float]]] = {"mlm": [], "clm": []}
+            for task in self.tasks:
+                key = f"{split}|{task.name}"
+                if f"{key}|n" not in sums:
+                    continue
+                n = sums[f"{key}|n"]
+                ppl = math.exp(min(sums[f"{key}|xent"] / n, 700)) if n else 1e9
+                acc = 100.0 * sums[f"{key}|correct"] / n if n else 0.0
+                out[task.metric(split, "ppl")] = ppl
+                out[task.metric(split, "acc")] = acc
+                if not task.is_pair:
+                    per_objective[task.objective].append((ppl, acc))
+            for objective, values in per_objective.items():
+                if values:
+                    out[f"{split}_{objective}_ppl"] = sum(v[0] for v in values) / len(values)
+                    out[f"{split}_{objective}_acc"] = sum(v[1] for v in values) / len(values)
+        return out
