@@ -15,7 +15,7 @@ import yaml
 
 from xlm.data.dictionary import Dictionary
 from xlm.data.indexed import IndexedDataset
-from xlm.data.pipeline import load_pipeline_config, run_pipeline
+from xlm.data.pipeline import load_pipeline_config, read_text_settings, run_pipeline
 from xlm.errors import XLMError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def write_config(path: Path, output: Path, inputs: dict, **extra) -> Path:
     return path
 
 
-EXPECTED = {"vocab", "codes"} | {
+EXPECTED = {"vocab", "codes", "preprocess.json"} | {
     f"{split}.{name}.{ext}"
     for split in SPLIT_LINES
     for name in ("en", "fr", "en-fr.en", "en-fr.fr")
@@ -86,8 +86,9 @@ def test_output_folder_is_what_the_trainer_reads(clean_run):
     out = tmp / "out"
     assert {p.name for p in out.iterdir() if p.is_file() and p.name != ".lock"} == EXPECTED
     assert not report.skipped
+    assert read_text_settings(out)["tokenize"] is True
     dico = Dictionary.read_vocab(out / "vocab")
-    for name in EXPECTED - {"vocab", "codes"}:
+    for name in EXPECTED - {"vocab", "codes", "preprocess.json"}:
         ds = IndexedDataset(out / name.rsplit(".", 1)[0])
         ds.validate()
         assert ds.vocab_fingerprint == dico.fingerprint()

@@ -21,6 +21,7 @@ or a kill, rerunning finishes the job and gives the same files as an uninterrupt
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from xlm.config import from_dict
 from xlm.data import textio
 from xlm.data.steps import Plan, RunReport, exclusive_folder, run_steps
 from xlm.errors import XLMError
+from xlm.io import atomic_write_text
 
 SPLITS = ("train", "valid", "test")
 _LANG = re.compile(r"[a-z]{2,3}([_][A-Za-z0-9]+)?\Z")
@@ -447,4 +449,27 @@ def run_pipeline(
         plan = build_plan(cfg, n_workers)
         if cfg.tokenize:
             import sacremoses  # noqa: F401 - imported once here, inherited by the forked workers
-        return run_steps(plan.steps, out / "work" / "stamps", workers=n_workers, progress=progress, log=log)
+        report = run_steps(plan.steps, out / "work" / "stamps", workers=n_workers, progress=progress, log=log)
+        write_text_settings(out, cfg)
+        return report
+
+
+TEXT_SETTINGS = "preprocess.json"
+
+
+def write_text_settings(out: Path, cfg: PipelineConfig) -> None:
+    """Record how raw text becomes tokens, so checkpoints (and ``encode``) can redo it on new text."""
+    settings = {"tokenize": cfg.tokenize, "lower_remove_accent": cfg.lower_remove_accent,
+                "pre_segmented": list(cfg.pre_segmented), "segmentation": cfg.segmentation}
+    text = json.dumps(settings, indent=2) + "\n"
+    path = out / TEXT_SETTINGS
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:  # a rerun changes nothing
+        atomic_write_text(path, text)
+
+
+def read_text_settings(data_path: str | os.PathLike) -> dict:
+    """The settings :func:`write_text_settings` left in a data folder ({} when absent)."""
+    try:
+        return json.loads((Path(data_path) / TEXT_SETTINGS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
