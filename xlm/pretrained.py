@@ -129,9 +129,12 @@ def _from_ours(ckpt: dict, path: Path, causal: bool | None) -> Pretrained:
     if causal is None and config:
         obj = config.get("objectives", {})
         causal = bool(obj.get("clm")) and not obj.get("mlm")
-    return Pretrained(
-        model, dico, lang2id, bool(causal), ckpt.get("bpe_codes"), bool(ckpt.get("lowercase", False)), config, "xlm"
-    )
+    lowercase = ckpt.get("lowercase")
+    if lowercase is None and config and config.get("data", {}).get("path"):
+        from xlm.data.pipeline import read_text_settings  # training checkpoints: ask the data folder
+
+        lowercase = read_text_settings(config["data"]["path"]).get("lower_remove_accent")
+    return Pretrained(model, dico, lang2id, bool(causal), ckpt.get("bpe_codes"), bool(lowercase), config, "xlm")
 
 
 def _from_original(ckpt: dict, path: Path, causal: bool | None) -> Pretrained:
