@@ -270,11 +270,11 @@ def dictionary_from_hf_vocab(vocab: dict[str, int], source: str = "vocab.json") 
         if not isinstance(i, int) or i in id2word:
             raise XLMError(f"{source}: token {tok!r} has an invalid or duplicate id {i!r}")
         id2word[i] = tok
-    if sorted(id2word) != list(range(len(id2word))):
-        raise XLMError(f"{source}: ids are not contiguous from 0")
     for i, w in enumerate(SPECIAL_WORDS):
         if id2word.get(i) != w:
             raise XLMError(f"{source}: missing special token {w!r} at id {i} (found {id2word.get(i)!r})")
+    if sorted(id2word) != list(range(len(id2word))):
+        raise XLMError(f"{source}: ids are not contiguous from 0")
     words = []
     for i in range(N_SPECIAL, len(id2word)):
         w = id2word[i]
