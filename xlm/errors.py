@@ -2,4 +2,14 @@
 
 
 class XLMError(Exception):
-    """A user-facing error. Command-line entry points print ``str(err)`` on one line and exit 1."""
+    """A user-facing error. Command-line entry points print ``str(err)`` on one line and exit 1.
+
+    Messages are kept to one line even when they quote text from elsewhere (a YAML parser's
+    multi-line explanation, a file's content).
+    """
+
+    def __init__(self, message: object = ""):
+        text = str(message)
+        if "\n" in text or "\r" in text:
+            text = " ".join(text.split())
+        super().__init__(text)
