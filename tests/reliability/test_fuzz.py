@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -98,7 +99,5 @@ def test_random_bytes_as_index_only_raise_xlm_errors(data):
     d = Path(tempfile.mkdtemp())
     (d / "x.idx").write_bytes(b"XLMIDX1\n" + data)
     (d / "x.bin").write_bytes(data[:64])
-    try:
+    with contextlib.suppress(XLMError):
         IndexedDataset(d / "x").validate()
-    except XLMError:
-        pass
