@@ -157,6 +157,7 @@ class TrainConfig:
     compile: bool = False
     parallelism: Literal["ddp", "fsdp"] = "ddp"
     nan_tolerance: int = 5
+    peak_tflops: float = 0.0  # per-device peak for MFU; 0: known GPUs from a table, otherwise MFU is not logged
 
     def validate(self, prefix: str = "train") -> None:
         _positive(self, prefix, "max_steps", "eval_every", "save_every", "accumulate_gradients")

@@ -204,15 +204,35 @@ class EpochBatchSampler:
 
 
 class StreamSampler(EpochBatchSampler):
-    """Random ``batch_size`` windows at a time from this rank's shard (the last batch of an epoch may be short)."""
+    """Random ``batch_size`` windows at a time for this rank (the last batch of an epoch may be short).
+
+    With several processes the epoch order is *global*: one permutation of all windows, drawn from
+    ``(seed, name, epoch)`` whatever the rank, cut into global batches of ``batch_size * world_size``
+    windows, and rank ``r`` takes the ``r``-th of the ``world_size`` equal parts of each. The ranks'
+    batches of a step are disjoint and their union is exactly the batch one process with
+    ``batch_size * world_size`` would read at that step, so a run's data does not depend on how it
+    is split across processes. (One process: the order is the one it always was.)
+    """
 
     def __init__(self, n_windows: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, name: str = ""):
         super().__init__(n_windows, seed, rank, world_size, name)
-        self.batch_size = batch_size
+        self.batch_size, self.world_size, self.n_windows = batch_size, world_size, n_windows
+
+    def _epoch_batches(self) -> list[np.ndarray]:
+        if self._batches is None:  # rank-independent generator (rank key 0): the order is global
+            self._batches = self.make_epoch(rng(self.seed, TAG_SHUFFLE, 0, name_key(self.name), self.epoch))
+        return self._batches
 
     def make_epoch(self, gen: np.random.Generator) -> list[np.ndarray]:
-        order = gen.permutation(self.shard)
-        return [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        order = gen.permutation(self.n_windows).astype(np.int64)
+        w, step = self.world_size, self.batch_size * self.world_size
+        out = []
+        for s in range(0, len(order), step):
+            chunk = order[s : s + step]
+            if len(chunk) < w:  # a short last global batch that cannot give every rank a window
+                break
+            out.append(np.array_split(chunk, w)[self.rank])
+        return out
 
 
 class ParallelSampler(EpochBatchSampler):
