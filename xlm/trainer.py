@@ -502,6 +502,11 @@ class Trainer:
             self.log.info(f"config change on resume: {k}: {before.get(k)!r} -> {after.get(k)!r}")
         if ModelConfig(**ckpt["model_config"]) != self.cfg.model:
             raise XLMError(f"{path}: model config differs from the checkpoint's")
+        words = ckpt.get("dictionary", {}).get("words")
+        if words is not None and list(words) != self.data.dictionary.id2word:
+            raise XLMError(f"{path}: the model was built for another vocabulary ({len(words)} words) than the data "
+                           f"in {self.cfg.data.path} ({len(self.data.dictionary)} words): binarize the data with "
+                           f"the checkpoint's vocabulary, or use a new run.dir")
 
     # -- the loop -------------------------------------------------------------------------------
     def train(self) -> dict[str, float]:

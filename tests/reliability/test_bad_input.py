@@ -234,3 +234,10 @@ def test_vocabulary_json_for_hf_must_hold_special_tokens(tmp_path):
     (folder / "vocab.json").write_text(json.dumps(vocab))
     assert_clean_error(run("scripts/convert_checkpoint.py", folder, tmp_path / "x.pt", "--format", "xlm"),
                        "vocab.json", "'<unk>'")
+
+
+def test_resuming_a_model_on_data_of_another_vocabulary(tmp_path):
+    make_data(tmp_path / "data")
+    assert train(tmp_path).returncode == 0
+    make_data(tmp_path / "data", vocab_words=31)  # same path, new vocabulary and data
+    assert_clean_error(train(tmp_path, "train.max_steps=4"), "model was built for another vocabulary (44 words)")
