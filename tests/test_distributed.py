@@ -8,6 +8,7 @@ killed under ``--max-restarts=1`` -> the group restarts from the checkpoint and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -67,6 +68,20 @@ def _clm(cfg: dict, batch_size: int) -> dict:
     cfg["data"]["batch_size"] = batch_size
     cfg["train"]["validation_metric"] = ""
     return cfg
+
+
+@pytest.fixture(autouse=True)
+def _no_orphan_workers(tmp_path):
+    """A test that fails or times out must not leave torchrun workers (grandchildren) behind."""
+    yield
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(tmp_path).encode() in cmdline and int(pid) != os.getpid():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
 
 
 def _write(cfg: dict, run: Path) -> Path:
