@@ -51,6 +51,7 @@ from xlm.data.datasets import (
 )
 from xlm.data.dictionary import Dictionary
 from xlm.data.indexed import IndexedDataset
+from xlm.data.pipeline import read_text_settings
 from xlm.data.sampling import TAG_DROPOUT, TAG_MASK, TAG_OBJECTIVES, rng, torch_seed
 from xlm.distributed import (
     DistInfo,
@@ -404,6 +405,10 @@ class Trainer:
     def _model_payload(self) -> dict[str, Any]:
         payload = model_payload(self.model, self.cfg.model, self.data.lang2id, self.data.dictionary, self.cfg,
                                 self.data.bpe_codes, self.state.step)
+        # how raw text was tokenized, so that load_pretrained(...).encode() redoes it on new text
+        lowercase = read_text_settings(self.cfg.data.path).get("lower_remove_accent")
+        if lowercase is not None:
+            payload["lowercase"] = bool(lowercase)
         if self.fsdp:  # sharded DTensors: gather full tensors (a collective: every rank calls this)
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
