@@ -74,7 +74,7 @@ def main() -> int:
         print(f"training failed (exit {proc.returncode}): {err.strip().splitlines()[-1:] }")
         return 1
     warm = int(args.steps * args.warmup_frac)
-    after = [s for s in samples if s[0] >= warm]
+    after = [s for s in samples if warm <= s[0] < args.steps]  # not the shutdown
     if len(after) < 2:
         print("not enough samples after warm-up")
         return 1
