@@ -17,7 +17,6 @@ import io
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import closing
 from typing import Any, Literal
 
 from xlm.data import textio
@@ -149,29 +148,10 @@ def encode_file(
     """Write one line of space-separated pieces per input line (``-`` = stdin/stdout); returns lines."""
     load_model(model)  # fail before any output when the model is bad
     source = textio.display_name(input)
-    size = textio.input_size(input)
-    n_workers = textio.auto_workers(workers, size, chunk_bytes)
-    n_lines = 0
-    with (
-        textio.open_input(input) as fin,
-        textio.open_output(output) as fout,
-        textio.progress_bar(progress, size, f"spm-encode {source}") as bar,
-    ):
-        chunks = ((c,) for c in textio.iter_chunks(fin, chunk_bytes))
-        with closing(
-            textio.ordered_map(
-                _encode_chunk,
-                chunks,
-                workers=n_workers,
-                initializer=_init_worker,
-                initargs=(str(model), source, errors),
-            )
-        ) as results:
-            for data, n_bytes in results:
-                fout.write(data)
-                n_lines += data.count(b"\n")
-                bar.update(n_bytes)
-    return n_lines
+    return textio.transform_file(
+        input, output, _encode_chunk, initializer=_init_worker, initargs=(str(model), source, errors),
+        workers=workers, progress=progress, desc="spm-encode", chunk_bytes=chunk_bytes,
+    )
 
 
 # -- vocabulary -------------------------------------------------------------------------------------------

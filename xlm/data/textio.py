@@ -207,3 +207,39 @@ def progress_bar(enabled: bool, total: int | None, desc: str, unit: str = "B") -
         dynamic_ncols=True,
         leave=False,
     )
+
+
+def transform_file(
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    encode: Callable[[Chunk], tuple[bytes, int]],
+    *,
+    initializer: Callable[..., Any],
+    initargs: tuple,
+    workers: int | None,
+    progress: bool,
+    desc: str,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> int:
+    """Rewrite ``input`` into ``output`` chunk by chunk, on worker processes, keeping the order.
+
+    ``encode(chunk) -> (output bytes, input bytes consumed)`` runs in processes set up by
+    ``initializer(*initargs)``. The output appears only when complete. Returns the lines written.
+    """
+    size = input_size(input)
+    n_workers = auto_workers(workers, size, chunk_bytes)
+    n_lines = 0
+    with (
+        open_input(input) as fin,
+        open_output(output) as fout,
+        progress_bar(progress, size, f"{desc} {display_name(input)}") as bar,
+    ):
+        chunks = ((c,) for c in iter_chunks(fin, chunk_bytes))
+        with contextlib.closing(
+            ordered_map(encode, chunks, workers=n_workers, initializer=initializer, initargs=initargs)
+        ) as results:
+            for data, n_bytes in results:
+                fout.write(data)
+                n_lines += data.count(b"\n")
+                bar.update(n_bytes)
+    return n_lines

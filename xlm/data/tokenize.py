@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from contextlib import closing
 from dataclasses import dataclass
 
 import regex
@@ -152,26 +151,8 @@ def tokenize_file(
     """
     Tokenizer(lang, lower_remove_accent, pre_segmented)  # validate the settings before any work
     source = textio.display_name(input)
-    size = textio.input_size(input)
-    n_workers = textio.auto_workers(workers, size, chunk_bytes)
-    n_lines = 0
-    with (
-        textio.open_input(input) as fin,
-        textio.open_output(output) as fout,
-        textio.progress_bar(progress, size, f"tokenize {source}") as bar,
-    ):
-        chunks = ((c,) for c in textio.iter_chunks(fin, chunk_bytes))
-        with closing(
-            textio.ordered_map(
-                _tokenize_chunk,
-                chunks,
-                workers=n_workers,
-                initializer=_init_worker,
-                initargs=((lang, lower_remove_accent, pre_segmented), source, errors),
-            )
-        ) as results:
-            for data, n_bytes in results:
-                fout.write(data)
-                n_lines += data.count(b"\n")
-                bar.update(n_bytes)
-    return n_lines
+    return textio.transform_file(
+        input, output, _tokenize_chunk, initializer=_init_worker,
+        initargs=((lang, lower_remove_accent, pre_segmented), source, errors),
+        workers=workers, progress=progress, desc="tokenize", chunk_bytes=chunk_bytes,
+    )
