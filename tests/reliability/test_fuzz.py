@@ -15,7 +15,8 @@ from xlm.data.dictionary import Dictionary
 from xlm.data.indexed import IndexedDataset, IndexedWriter
 from xlm.errors import XLMError
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: CI explores the same examples every run, so a red build always reproduces
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 CODES = [("e", "s", 9), ("t", "h", 8), ("th", "e</w>", 7), ("es", "t</w>", 6), ("中", "文</w>", 5), ("é", "t", 4)]
 BPE_MODEL = BPE(CODES)
 
@@ -25,7 +26,9 @@ def debpe(text: str) -> str:
 
 
 @FUZZ
-@given(st.lists(st.text(st.characters(blacklist_characters=" \n"), min_size=1, max_size=12), max_size=10))
+# Any Unicode text a file can hold: lone surrogates (category Cs) cannot be encoded in UTF-8 at all.
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=" \n"), min_size=1,
+                        max_size=12), max_size=10))
 def test_bpe_apply_on_random_unicode_round_trips(words):
     line = " ".join(words)
     (out,) = BPE_MODEL.apply([line])
