@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from xlm.errors import XLMError
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
@@ -51,3 +53,27 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+def strict_lines(path: str | os.PathLike, what: str) -> Iterator[tuple[str, str]]:
+    """Yield ``(where, line)`` for each line of a UTF-8 text file, ``where`` being ``file:line``.
+
+    Lines split on ``\\n`` only (a token may hold other separators); invalid UTF-8 and CRLF endings
+    are errors naming the line. ``what`` names the kind of file in messages ("codes", "vocabulary").
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise XLMError(f"{path}: cannot read {what}: {e.strerror}") from None
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    for lineno, raw in enumerate(lines, 1):
+        where = f"{path}:{lineno}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise XLMError(f"{where}: invalid UTF-8 at byte {e.start} of the line") from None
+        if line.endswith("\r"):
+            raise XLMError(f"{where}: CRLF line ending; {what} files use '\\n' only")
+        yield where, line

@@ -9,34 +9,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterable
 
 from xlm.errors import XLMError
+from xlm.io import strict_lines
 
 Code = tuple[str, str, int]
 
 _COUNT = re.compile(r"-?[0-9]+\Z")
-
-
-def _lines(path: str | os.PathLike, what: str) -> Iterator[tuple[str, str]]:
-    """Yield ``(where, line)`` for each line of a UTF-8 text file, ``where`` being ``file:line``."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise XLMError(f"{path}: cannot read {what}: {e.strerror}") from None
-    lines = data.split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()
-    for lineno, raw in enumerate(lines, 1):
-        where = f"{path}:{lineno}"
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise XLMError(f"{where}: invalid UTF-8 at byte {e.start} of the line") from None
-        if line.endswith("\r"):
-            raise XLMError(f"{where}: CRLF line ending; {what} files use '\\n' only")
-        yield where, line
 
 
 def _fields(where: str, line: str, n: int, form: str) -> list[str]:
@@ -94,7 +74,7 @@ def read_codes(path: str | os.PathLike) -> list[Code]:
     """Read a fastBPE codes file: ``LEFT RIGHT COUNT`` per line; rank = line order (0-based)."""
     wheres: list[str] = []
     raw: list[Code] = []
-    for where, line in _lines(path, "codes"):
+    for where, line in strict_lines(path, "codes"):
         left, right, count = _fields(where, line, 3, "LEFT RIGHT COUNT")
         wheres.append(where)
         raw.append((left, right, int(count)))
@@ -105,7 +85,7 @@ def read_bpe_vocab(path: str | os.PathLike) -> dict[str, int]:
     """Read the vocabulary that restricts ``applybpe``: ``TOKEN COUNT`` per line, tokens unique."""
     vocab: dict[str, int] = {}
     first: dict[str, str] = {}
-    for where, line in _lines(path, "vocabulary"):
+    for where, line in strict_lines(path, "vocabulary"):
         token, count = _fields(where, line, 2, "TOKEN COUNT")
         if token in vocab:
             raise XLMError(f"{where}: duplicate token {token!r} (first at {_first(first[token])})")

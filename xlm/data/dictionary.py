@@ -10,10 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from xlm.errors import XLMError
-from xlm.io import atomic_open
+from xlm.io import atomic_open, strict_lines
 
 BOS_WORD, EOS_WORD, PAD_WORD, UNK_WORD = "<s>", "</s>", "<pad>", "<unk>"
 N_SPECIAL_WORDS = 10
@@ -51,25 +50,10 @@ class Dictionary:
         non-breaking spaces, exactly as fastBPE writes them. ``max_vocab`` counts the 14 specials
         (as the original's ``--max_vocab``); ``min_count`` drops rarer words.
         """
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise XLMError(f"{path}: cannot read vocabulary: {e.strerror}") from None
         words: list[str] = []
         counts: list[int] = []
         seen: dict[str, int] = {}
-        lines = data.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        for lineno, raw in enumerate(lines, 1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise XLMError(f"{where}: invalid UTF-8 at byte {e.start}") from None
-            if line.endswith("\r"):
-                raise XLMError(f"{where}: CRLF line ending; vocabulary files use '\\n' only")
+        for lineno, (where, line) in enumerate(strict_lines(path, "vocabulary"), 1):
             token, sep, count = line.rpartition(" ")
             if not sep or not token or " " in token:
                 raise XLMError(f"{where}: expected 'TOKEN COUNT', got {line[:80]!r}")
