@@ -148,4 +148,4 @@ def test_lambda_schedule_reaching_zero_stops_updates(syn_data, tmp_path):
     trainer.train()
     assert trainer.state.step == 10 and trainer.state.updates == 5 and trainer.state.nan_streak == 0
     losses = {r["step"]: r["loss"] for r in _records(tmp_path / "lam", "train")}
-    assert losses[10] == 0.0 and losses[5] > 0  # steps 5..9 have no task (lambda 0), step 4 had lambda 0.2
+    assert losses[10] is None and losses[5] > 0  # steps 5..9 have no task (lambda 0): no loss, never 0.0

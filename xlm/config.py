@@ -100,8 +100,8 @@ class ObjectivesConfig:
     context_size: int = 0
 
     def validate(self, prefix: str = "objectives") -> None:
-        if not 0 <= self.word_pred < 1:
-            raise XLMError(f"{prefix}.word_pred: must be in [0, 1), got {self.word_pred}")
+        if not 0 < self.word_pred < 1:  # 0 would leave nothing to predict
+            raise XLMError(f"{prefix}.word_pred: must be in (0, 1), got {self.word_pred}")
         if not 0 <= self.sample_alpha < 1:
             raise XLMError(f"{prefix}.sample_alpha: must be in [0, 1), got {self.sample_alpha}")
         p = self.word_mask_keep_rand
@@ -153,6 +153,7 @@ class TrainConfig:
     early_stopping_patience: int = 0
     eval_max_sentences: int = -1
     eval_at_start: bool = True
+    eval_only: bool = False  # evaluate the run's newest checkpoint (else init.from, else the initial model), exit
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     compile: bool = False
     parallelism: Literal["ddp", "fsdp"] = "ddp"
@@ -163,6 +164,24 @@ class TrainConfig:
         _positive(self, prefix, "max_steps", "eval_every", "save_every", "accumulate_gradients")
         if self.keep_last < 1:
             raise XLMError(f"{prefix}.keep_last: must be >= 1, got {self.keep_last}")
+        if self.eval_max_sentences == 0 or self.eval_max_sentences < -1:
+            raise XLMError(f"{prefix}.eval_max_sentences: must be -1 (all) or positive, got {self.eval_max_sentences} "
+                           "(0 would leave nothing to evaluate)")
+
+
+@dataclass
+class InitConfig:
+    """Weights a *new* run starts from: the original's ``--reload_model`` and ``--reload_emb``.
+
+    ``from`` is any model :func:`xlm.load_pretrained` reads (our checkpoint or run folder, an original
+    ``.pth``, a Hugging Face folder). Embedding rows are mapped by word and language code, so the new
+    run may have another vocabulary or more languages (see :mod:`xlm.initialize`). A run folder that
+    already holds a checkpoint resumes from it instead: a requeued job must continue, not restart.
+    """
+
+    from_: str = field(default="", metadata={"key": "from"})
+    strict: bool = True  # every parameter of the new model must come from `from`, with its shape
+    emb: str = ""  # fastText-format word vectors (.vec text: "n dim" header, then "word v1 .. vdim")
 
 
 @dataclass
@@ -173,10 +192,13 @@ class Config:
     objectives: ObjectivesConfig = field(default_factory=ObjectivesConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    init: InitConfig = field(default_factory=InitConfig)
 
     def validate(self, prefix: str = "") -> None:
         for f in dataclasses.fields(self):
-            getattr(self, f.name).validate(f.name)
+            section = getattr(self, f.name)
+            if hasattr(section, "validate"):
+                section.validate(f.name)
         langs = set(self.data.langs)
         for obj in ("mlm", "clm"):
             for step in getattr(self.objectives, obj):
@@ -228,6 +250,11 @@ def _probability(obj: Any, prefix: str, *names: str) -> None:
             raise XLMError(f"{prefix}.{name}: must be in [0, 1), got {getattr(obj, name)}")
 
 
+def config_key(f: dataclasses.Field) -> str:
+    """The YAML key of a field: its name, or ``metadata["key"]`` when the key is a Python keyword (``init.from``)."""
+    return f.metadata.get("key", f.name)
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -237,7 +264,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise XLMError(f"{key}: expected a mapping of {', '.join(f.name for f in dataclasses.fields(tp))}, "
+            raise XLMError(f"{key}: expected a mapping of {', '.join(config_key(f) for f in dataclasses.fields(tp))}, "
                            f"got {type(value).__name__}")
         return from_dict(tp, value, key)
     if origin in (Union, types.UnionType):
@@ -294,20 +321,27 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
     """Build dataclass ``cls`` from ``data``, rejecting unknown keys with the list of valid ones."""
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {config_key(f): f for f in dataclasses.fields(cls)}
     kwargs = {}
     for k, v in data.items():
         key = f"{prefix}.{k}" if prefix else str(k)
         if k not in fields:
             raise XLMError(f"unknown config key {key!r}; valid keys{' under ' + repr(prefix) if prefix else ''}: "
                            f"{', '.join(fields)}")
-        kwargs[k] = _coerce(v, hints[k], key)
+        name = fields[k].name
+        kwargs[name] = _coerce(v, hints[name], key)
     return cls(**kwargs)
 
 
-def to_dict(cfg: Any) -> dict:
-    """The resolved config as plain YAML/JSON-safe data."""
-    return dataclasses.asdict(cfg)
+def to_dict(cfg: Any) -> Any:
+    """The resolved config as plain YAML/JSON-safe data, under the YAML keys."""
+    if dataclasses.is_dataclass(cfg):
+        return {config_key(f): to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, list):
+        return [to_dict(v) for v in cfg]
+    if isinstance(cfg, dict):
+        return {k: to_dict(v) for k, v in cfg.items()}
+    return cfg
 
 
 def _parse_override_value(text: str, tp: Any, key: str) -> Any:
@@ -338,11 +372,10 @@ def apply_overrides(data: dict, overrides: list[str], cls: type = Config) -> dic
             key = ".".join(parts[: i + 1])
             if not dataclasses.is_dataclass(tp):
                 raise XLMError(f"override {item!r}: {'.'.join(parts[:i])!r} has no sub-keys")
-            hints = typing.get_type_hints(tp)
-            if part not in hints:
-                valid = ", ".join(f.name for f in dataclasses.fields(tp))
-                raise XLMError(f"unknown config key {key!r}; valid keys: {valid}")
-            tp = hints[part]
+            fields = {config_key(f): f for f in dataclasses.fields(tp)}
+            if part not in fields:
+                raise XLMError(f"unknown config key {key!r}; valid keys: {', '.join(fields)}")
+            tp = typing.get_type_hints(tp)[fields[part].name]
             if i < len(parts) - 1:
                 nxt = node.get(part)
                 if nxt is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,6 +52,8 @@ class Evaluator:
     context_size: int = 0
     rank: int = 0
     world_size: int = 1
+    log: Callable[[str], None] | None = None  # progress lines during long evaluations
+    progress_every: float = 30.0  # seconds between progress lines
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, device: torch.device,
@@ -59,12 +62,18 @@ class Evaluator:
         was_training = model.training
         model.eval()
         sums: dict[str, float] = {}
+        start = last = time.monotonic()
         try:
             for (split, task), data in self.datasets.items():
                 xent = n = correct = 0.0
+                n_batches = math.ceil(len(data) / self.batch_size)
                 for i, raw in enumerate(data.eval_batches(self.batch_size)):
                     if i % self.world_size != self.rank:
                         continue
+                    if self.log is not None and time.monotonic() - last > self.progress_every:
+                        last = time.monotonic()
+                        self.log(f"evaluating {split} {task.name}: batch {i + 1}/{n_batches} "
+                                 f"({last - start:.0f} s so far)")
                     gen = rng(self.seed, TAG_EVAL, name_key(split), name_key(task.name), i)
                     batch = make_batch(task, raw, self.masker, gen, self.context_size, train=False).to(device)
                     if batch.n_pred == 0:

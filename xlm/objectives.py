@@ -107,6 +107,24 @@ class TaskDrawer:
         lambdas = {"mlm": parse_schedule(cfg.lambda_mlm), "clm": parse_schedule(cfg.lambda_clm)}
         return cls(parse_tasks(cfg), sizes, lg_sampling_factor, lambdas)
 
+    def never_drawn(self) -> list[str]:
+        """Objectives with tasks whose lambda schedule is 0 at every step."""
+        used = {t.objective for t in self.tasks}
+        return [o for o in ("clm", "mlm") if o in used and all(v == 0 for _, v in self.lambdas[o])]
+
+    def expected_tokens(self, tokens: dict[Task, float], step: int = 0) -> float:
+        """Expected input tokens of one draw at ``step``, given each task's tokens per batch."""
+        total = 0.0
+        for objective in ("clm", "mlm"):
+            if schedule_value(self.lambdas[objective], step) == 0:
+                continue
+            for pair in (False, True):
+                group = [t for t in self.tasks if t.objective == objective and t.is_pair == pair]
+                if group:
+                    probs = sampling_probs([self.sizes[t] for t in group], self.lg_sampling_factor)
+                    total += min(MAX_TASKS_PER_DRAW, len(group)) * sum(p * tokens[t] for p, t in zip(probs, group))
+        return total
+
     def draw(self, step: int, gen: np.random.Generator) -> list[tuple[Task, float]]:
         out: list[tuple[Task, float]] = []
         for objective in ("clm", "mlm"):

@@ -33,28 +33,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from xlm.checkpoint import CheckpointManager, model_payload, rng_state, set_rng_state
-from xlm.config import Config, ModelConfig, config_from_dict, dump_config, to_dict
-from xlm.data.datasets import (
-    ParallelDataset,
-    ParallelSampler,
-    RawBatch,
-    StreamDataset,
-    StreamSampler,
-    mono_prefix,
-    open_corpus,
-    para_prefix,
-)
-from xlm.data.dictionary import Dictionary
-from xlm.data.indexed import IndexedDataset
+from xlm.config import Config, ModelConfig, dump_config
+from xlm.corpora import load_data
+from xlm.data.datasets import StreamDataset
 from xlm.data.pipeline import read_text_settings
 from xlm.data.sampling import TAG_DROPOUT, TAG_MASK, TAG_OBJECTIVES, rng, torch_seed
 from xlm.distributed import (
-    DistInfo,
     StopSignal,
     all_gather_objects,
     all_reduce_max,
@@ -72,6 +62,7 @@ from xlm.distributed import (
 )
 from xlm.errors import XLMError
 from xlm.evaluation import Evaluator, metric_names
+from xlm.initialize import init_embeddings, init_from
 from xlm.io import atomic_write_text
 from xlm.logging import RunLogger, format_eval_lines, format_train_line
 from xlm.model.transformer import TransformerModel
@@ -79,85 +70,7 @@ from xlm.objectives import Batch, Masker, Task, TaskDrawer, make_batch, parse_ta
 from xlm.optim import LRScheduler, build_optimizer, clip_grad_norm
 from xlm.precision import RoundingMasker, make_scaler
 from xlm.precision import autocast as precision_autocast
-
-# Keys of the config that may change when a run is resumed (everything else must match).
-RESUMABLE_CHANGES = ("run.dir", "run.log_every", "run.tensorboard", "run.debug", "train.max_steps", "train.eval_every",
-                     "train.save_every", "train.keep_last", "train.early_stopping_patience", "train.nan_tolerance",
-                     "train.eval_max_sentences", "train.eval_at_start", "train.precision", "train.compile",
-                     "train.parallelism", "train.peak_tflops", "data.path")
-
-
-# -- data wiring ----------------------------------------------------------------------------------
-class TaskSource:
-    """Training batches of one task: a dataset read in the order of its sampler."""
-
-    def __init__(self, dataset: StreamDataset | ParallelDataset, sampler: StreamSampler | ParallelSampler):
-        self.dataset, self.sampler = dataset, sampler
-
-    def next(self) -> RawBatch:
-        idx = next(self.sampler)
-        if isinstance(self.dataset, StreamDataset):
-            return self.dataset.windows(idx)
-        return self.dataset.pairs(idx)
-
-
-@dataclass
-class TrainingData:
-    dictionary: Dictionary
-    lang2id: dict[str, int]
-    bpe_codes: str | None
-    sources: dict[Task, TaskSource]
-    sizes: dict[Task, int]
-    eval_sets: dict[tuple[str, Task], StreamDataset | ParallelDataset] = field(default_factory=dict)
-
-
-def load_data(cfg: Config, tasks: list[Task], dist: DistInfo) -> TrainingData:
-    """Open every corpus the tasks need (memory-mapped) and build samplers for this rank."""
-    d = cfg.data
-    root = Path(d.path)
-    if not d.path or not root.is_dir():
-        raise XLMError(f"data.path: {d.path!r} is not a folder (run preprocess first)")
-    vocab = root / "vocab"
-    full = Dictionary.read_vocab(vocab)
-    dico = Dictionary.read_vocab(vocab, d.max_vocab, d.min_count) if d.max_vocab > 0 or d.min_count > 0 else full
-    codes = root / "codes"
-    bpe_codes = codes.read_text(encoding="utf-8") if codes.is_file() else None
-    lang2id = {lang: i for i, lang in enumerate(d.langs)}
-    n_words = len(dico)
-    opened: dict[Path, IndexedDataset] = {}
-
-    def corpus(prefix: Path) -> IndexedDataset:
-        if prefix not in opened:
-            opened[prefix] = open_corpus(prefix, len(full), full.fingerprint())
-        return opened[prefix]
-
-    def dataset(split: str, task: Task, max_sentences: int, max_len: int) -> StreamDataset | ParallelDataset:
-        if not task.is_pair:
-            return StreamDataset(corpus(mono_prefix(root, split, task.lang1)), d.bptt, n_words,
-                                 lang2id[task.lang1], max_sentences)
-        c1 = corpus(para_prefix(root, split, task.lang1, task.lang2, task.lang1))
-        c2 = corpus(para_prefix(root, split, task.lang1, task.lang2, task.lang2))
-        return ParallelDataset(c1, c2, n_words, lang2id[task.lang1], lang2id[task.lang2], max_len, max_sentences)
-
-    longest = cfg.model.max_positions - 2  # each half of a pair is </s> s </s> with positions from 0
-    train_max_len = min(d.max_len, longest) if d.max_len > 0 else longest
-    sources, sizes, eval_sets = {}, {}, {}
-    for task in tasks:
-        ds = dataset("train", task, -1, train_max_len)
-        if isinstance(ds, StreamDataset):
-            sampler = StreamSampler(len(ds), d.batch_size, cfg.run.seed, dist.rank, dist.world_size, task.name)
-            sizes[task] = len(ds.data)
-        else:
-            if len(ds) == 0:
-                raise XLMError(f"data.max_len: no pair of train.{task.lang1}-{task.lang2} has both sides within "
-                               f"{train_max_len} tokens")
-            sampler = ParallelSampler(ds.lengths, d.batch_size, d.tokens_per_batch, d.max_batch_size, d.group_by_size,
-                                      cfg.run.seed, dist.rank, dist.world_size, task.name)
-            sizes[task] = len(ds)
-        sources[task] = TaskSource(ds, sampler)
-        for split in ("valid", "test"):
-            eval_sets[(split, task)] = dataset(split, task, cfg.train.eval_max_sentences, longest)
-    return TrainingData(dico, lang2id, bpe_codes, sources, sizes, eval_sets)
+from xlm.run_folder import RunLock, check_restart, config_changes, describe_changes, remove_half_made
 
 
 # -- training state -------------------------------------------------------------------------------
@@ -199,17 +112,6 @@ class LossModule(nn.Module):
         return self.module.predict(h)
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 class Trainer:
     def __init__(self, cfg: Config):
         self.cfg = cfg
@@ -218,6 +120,12 @@ class Trainer:
         if cfg.train.precision == "fp16" and self.device.type != "cuda":
             raise XLMError("train.precision: fp16 needs a CUDA device; use bf16 or fp32 on CPU")
         init_distributed(self.dist, self.device)
+        # Nothing is written before train() starts the run (a failed start leaves no folder behind).
+        self.run_dir = Path(cfg.run.dir)
+        self.log = RunLogger(self.run_dir, cfg.run.tensorboard and not cfg.train.eval_only, self.dist.is_main,
+                             cfg.run.debug)
+        self.ckpt = CheckpointManager(self.run_dir / "checkpoints", cfg.train.keep_last, self.dist.is_main)
+        self.lock = RunLock(self.run_dir)
         self.tasks = parse_tasks(cfg.objectives)
         if not self.tasks:
             raise XLMError("objectives: nothing to train (set objectives.mlm and/or objectives.clm)")
@@ -227,19 +135,24 @@ class Trainer:
             raise XLMError(f"train.validation_metric: {vm!r} is not computed by this run; choose one of "
                            f"{', '.join(self.metric_names)} (a leading '_' means lower is better)")
 
-        self.data = load_data(cfg, self.tasks, self.dist)
+        self.data = load_data(cfg, self.tasks, self.dist, warn=self.log.warning)
         n_words = len(self.data.dictionary)
         self.masker = Masker(cfg.objectives, n_words, self.data.dictionary.counts)
         # fp16: predicted counts rounded to a multiple of 8 in training (evaluation scores every selected token).
         self.train_masker = (RoundingMasker(cfg.objectives, n_words, self.data.dictionary.counts)
                              if cfg.train.precision == "fp16" else self.masker)
         self.drawer = TaskDrawer.from_config(cfg.objectives, self.data.sizes, cfg.data.lg_sampling_factor)
+        idle = self.drawer.never_drawn()
+        if idle and len(idle) == len({t.objective for t in self.tasks}):
+            raise XLMError(f"objectives.lambda_{idle[0]}: 0 at every step: nothing would be trained")
+        for objective in idle:
+            self.log.warning(f"objectives.lambda_{objective}: 0 at every step: its tasks are evaluated, never trained")
         # Evaluation deals batches to ranks; under FSDP2 every forward is a collective, so there every rank
         # scores every batch (the summed counts are world_size times larger; the metrics are ratios).
         fsdp = cfg.train.parallelism == "fsdp" and self.dist.distributed
         self.evaluator = Evaluator(self.tasks, self.data.eval_sets, self.masker, cfg.data.batch_size, cfg.run.seed,
                                    cfg.objectives.context_size, 0 if fsdp else self.dist.rank,
-                                   1 if fsdp else self.dist.world_size)
+                                   1 if fsdp else self.dist.world_size, log=self.log.info)
 
         torch.manual_seed(torch_seed(cfg.run.seed))  # same initial weights on every rank
         self.model = TransformerModel(cfg.model, n_words, len(cfg.data.langs)).to(self.device)
@@ -258,13 +171,10 @@ class Trainer:
         self.state = TrainState(world_size=self.dist.world_size)
         self.stop_signal = StopSignal()
         self.preempted: str | None = None  # the signal that stopped the run, if one did
+        self.restarted = False  # step 0 again in a folder that held an earlier attempt's results
         # Per-device peak FLOP/s for MFU: train.peak_tflops, else known GPUs from a table, else none (no MFU).
         self.peak = cfg.train.peak_tflops * 1e12 if cfg.train.peak_tflops > 0 else peak_flops(
             self.device, cfg.train.precision)
-        # The run folder is created only once everything above checked out.
-        self.run_dir = Path(cfg.run.dir)
-        self.log = RunLogger(self.run_dir, cfg.run.tensorboard, self.dist.is_main, cfg.run.debug)
-        self.ckpt = CheckpointManager(self.run_dir / "checkpoints", cfg.train.keep_last, self.dist.is_main)
 
     # -- precision ------------------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -323,15 +233,18 @@ class Trainer:
                 "bad": float(not all(math.isfinite(v) for v in xent.values())),
                 "stop": float(self.stop_signal.received is not None)}
         sums = all_reduce_sums(sums, self.device)
-        out: dict[str, Any] = {"loss": 0.0, "tasks": defaultdict(list), "tokens": int(counts.get("tokens", 0)),
+        out: dict[str, Any] = {"loss": None, "tasks": defaultdict(list), "tokens": int(counts.get("tokens", 0)),
                                "predicted": 0, "finite": sums["bad"] == 0, "stop": sums["stop"] > 0}
+        weighted = total_weight = 0.0
         for j, (task, weight) in enumerate(drawn):
             n = counts[f"n{j}"]
             if n > 0:
                 v = sums[f"x{j}"] / n
                 out["tasks"][task.name].append(v)
-                out["loss"] += weight * v
+                weighted, total_weight = weighted + weight * v, total_weight + weight
                 out["predicted"] += int(n)
+        if total_weight > 0:  # the lambda-weighted mean: what is minimized is the weighted sum
+            out["loss"] = weighted / total_weight
         return out
 
     def _clip(self) -> float:
@@ -405,6 +318,7 @@ class Trainer:
     def _model_payload(self) -> dict[str, Any]:
         payload = model_payload(self.model, self.cfg.model, self.data.lang2id, self.data.dictionary, self.cfg,
                                 self.data.bpe_codes, self.state.step)
+        payload["data_fingerprint"] = self.data.fingerprint
         # how raw text was tokenized, so that load_pretrained(...).encode() redoes it on new text
         lowercase = read_text_settings(self.cfg.data.path).get("lower_remove_accent")
         if lowercase is not None:
@@ -493,18 +407,15 @@ class Trainer:
 
     def _check_compatible(self, ckpt: dict[str, Any], path: Path) -> None:
         try:
-            old = config_from_dict(ckpt["config"])
+            blocking, allowed = config_changes(ckpt["config"], self.cfg)
         except XLMError as e:
             raise XLMError(f"{path}: stored config is invalid: {e}") from None
-        before, after = _flatten(to_dict(old)), _flatten(to_dict(self.cfg))
-        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-        blocking = [k for k in changed if k not in RESUMABLE_CHANGES]
         if blocking:
-            detail = ", ".join(f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in blocking[:5])
-            raise XLMError(f"{path}: cannot resume: the config differs from the checkpoint's ({detail}); "
-                           f"use a new run.dir or restore these values")
-        for k in changed:
-            self.log.info(f"config change on resume: {k}: {before.get(k)!r} -> {after.get(k)!r}")
+            raise XLMError(f"{path}: cannot resume: the config differs from the checkpoint's "
+                           f"({describe_changes(ckpt['config'], self.cfg, blocking)}); use a new run.dir or restore "
+                           "these values")
+        for k in allowed:
+            self.log.info(f"config change on resume: {describe_changes(ckpt['config'], self.cfg, [k])}")
         if ModelConfig(**ckpt["model_config"]) != self.cfg.model:
             raise XLMError(f"{path}: model config differs from the checkpoint's")
         words = ckpt.get("dictionary", {}).get("words")
@@ -512,53 +423,143 @@ class Trainer:
             raise XLMError(f"{path}: the model was built for another vocabulary ({len(words)} words) than the data "
                            f"in {self.cfg.data.path} ({len(self.data.dictionary)} words): binarize the data with "
                            f"the checkpoint's vocabulary, or use a new run.dir")
+        if ckpt.get("data_fingerprint") not in (None, self.data.fingerprint):
+            self.log.warning(f"{path}: the corpora in {self.cfg.data.path} differ from the checkpoint's (same "
+                             "vocabulary, other sizes): resuming, but the data order will not be the one the run had")
 
     # -- the loop -------------------------------------------------------------------------------
     def train(self) -> dict[str, float]:
-        """Train to ``train.max_steps`` (or early stop); returns the last evaluation's metrics."""
-        cfg, st = self.cfg, self.state
+        """Train to ``train.max_steps`` (or early stop); returns the last evaluation's metrics.
+
+        The run folder is resumed from its newest usable step checkpoint; without one it starts (again)
+        at step 0, from ``init.from`` if set (see :mod:`xlm.run_folder` for the safety rules). A run
+        that fails before its first step removes the folder it created.
+        """
+        if self.cfg.train.eval_only:
+            return self.evaluate_only()
+        created = self.dist.is_main and not self.run_dir.exists()
+        started = False
         self.stop_signal.install()
         try:
+            self._take_lock()
             resumed = self.resume()
-            st = self.state
-            if self.dist.is_main:
-                atomic_write_text(self.run_dir / "config.yaml", dump_config(cfg))
-            self.log.start(st.step)
+            if resumed and self.cfg.init.from_:
+                self.log.info(f"init.from {self.cfg.init.from_} ignored: the run folder has a checkpoint to resume")
             if not resumed:
-                self._describe()
-            metrics: dict[str, float] = {}
-            if st.step == 0 and cfg.train.eval_at_start:
-                metrics = self.evaluate()
-            interval = _Interval()
-            self.train_model.train()
-            while st.step < cfg.train.max_steps:
-                t0 = time.perf_counter()
-                out = self.train_step()
-                st.train_seconds += time.perf_counter() - t0
-                interval.add(out, time.perf_counter() - t0)
-                last = st.step == cfg.train.max_steps
-                if st.step % cfg.run.log_every == 0 or last:
-                    self._log_interval(interval)
-                    interval = _Interval()
-                stop = False
-                if st.step % cfg.train.eval_every == 0 or last:
-                    metrics = self.evaluate()
-                    stop = self._update_best(metrics)
-                if out["stop"] and not (last or stop):  # SIGTERM / SIGUSR1 on some rank: save and leave
-                    if interval.steps:
-                        self._log_interval(interval)
-                    self.save()
-                    self._preempt()
-                    return metrics
-                if st.step % cfg.train.save_every == 0 or last or stop:
-                    self.save()
-                if stop:
-                    break
-            self.log.info(f"done at step {st.step} ({st.train_seconds:.1f} s of training)")
+                self._start_fresh()
+            metrics = self._loop(resumed)
+            started = True
             return metrics
+        except BaseException:
+            started = started or self.state.step > 0 or bool(self.ckpt.step_files())
+            raise
         finally:
             self.stop_signal.uninstall()
             self.log.close()
+            self.lock.release()
+            if created and not started:
+                remove_half_made(self.run_dir)
+
+    def _take_lock(self) -> None:
+        """Rank 0 locks the run folder; every rank stops if it could not."""
+        error = ""
+        if self.dist.is_main:
+            try:
+                warning = self.lock.acquire()
+                if warning:
+                    self.log.warning(warning)
+            except XLMError as e:
+                error = str(e)
+        if all_reduce_max(float(bool(error)), self.device) > 0:
+            raise XLMError(error or f"{self.run_dir}: rank 0 could not lock the run folder (see its error)")
+
+    def _start_fresh(self) -> None:
+        """Step 0 in a folder without a usable step checkpoint: check earlier results, then ``init``."""
+        cfg = self.cfg
+        best, best_step = check_restart(self.run_dir, cfg, self.data.fingerprint, self.data.dictionary.id2word)
+        self.restarted = best is not None or (self.run_dir / "metrics.jsonl").exists()
+        if best is not None:
+            self.state.best_metric, self.state.best_step = best, best_step
+            self.log.info(f"no step checkpoint to resume: starting again at step 0; {self.ckpt.best_path} "
+                          f"({cfg.train.validation_metric.lstrip('_')} = {best:.4f}, step {best_step}) is kept "
+                          "until a better model replaces it")
+        if cfg.init.from_ or cfg.init.emb:
+            for line in self.initialize():
+                self.log.info(line)
+
+    def initialize(self) -> list[str]:
+        """Apply ``init.from`` then ``init.emb`` to the (fresh) model; returns the report lines."""
+        cfg, lines = self.cfg.init, []
+        if cfg.from_:
+            report = init_from(self.model, self.data.dictionary, self.data.lang2id, cfg.from_, cfg.strict)
+            lines += report.lines()
+        if cfg.emb:
+            lines.append(init_embeddings(self.model, self.data.dictionary, cfg.emb))
+        return lines
+
+    def evaluate_only(self) -> dict[str, float]:
+        """``train.eval_only``: evaluate the newest checkpoint of the run folder (else ``init.from``, else the
+        initial model), print the metrics, write nothing."""
+        found = self.ckpt.load_latest() if self.ckpt.dir.is_dir() else None
+        try:
+            if found is not None:
+                ckpt, path = found
+                self._check_compatible(ckpt, path)
+                self.model.load_state_dict(ckpt["model"])
+                self.state.step = int(ckpt["train_state"]["step"])
+                self.log.info(f"eval_only: {path} (step {self.state.step})")
+            elif self.cfg.init.from_ or self.cfg.init.emb:
+                for line in self.initialize():
+                    self.log.info(line)
+            else:
+                self.log.info("eval_only: no checkpoint in the run folder and no init.from: the initial model")
+            metrics = self.evaluator.evaluate(self.eval_model, self.device, self.autocast)
+            for line in format_eval_lines(self.state.step, metrics):
+                self.log.info(line)
+            return metrics
+        finally:
+            self.log.close()
+
+    def _loop(self, resumed: bool) -> dict[str, float]:
+        cfg, st = self.cfg, self.state
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / "config.yaml", dump_config(cfg))
+        self.log.start(st.step, restart=not resumed and self.restarted)
+        if not resumed:
+            self._describe()
+        metrics: dict[str, float] = {}
+        if st.step == 0 and cfg.train.eval_at_start:
+            metrics = self.evaluate()
+        interval = _Interval()
+        self.train_model.train()
+        t_start, step_start = time.perf_counter(), st.step
+        while st.step < cfg.train.max_steps:
+            t0 = time.perf_counter()
+            out = self.train_step()
+            st.train_seconds += time.perf_counter() - t0
+            interval.add(out, time.perf_counter() - t0)
+            last = st.step == cfg.train.max_steps
+            if st.step % cfg.run.log_every == 0 or last:
+                per_step = (time.perf_counter() - t_start) / (st.step - step_start)  # evaluations included
+                self._log_interval(interval, per_step * (cfg.train.max_steps - st.step))
+                interval = _Interval()
+            stop = False
+            if st.step % cfg.train.eval_every == 0 or last:
+                metrics = self.evaluate()
+                stop = self._update_best(metrics)
+            if out["stop"] and not (last or stop):  # SIGTERM / SIGUSR1 on some rank: save and leave
+                if interval.steps:
+                    self._log_interval(interval)
+                self.save()
+                self._preempt()
+                return metrics
+            if st.step % cfg.train.save_every == 0 or last or stop:
+                self.save()
+            if stop:
+                break
+        self.log.info(f"done at step {st.step} ({st.train_seconds:.1f} s of training)")
+        return metrics
 
     def _preempt(self) -> None:
         sig = self.stop_signal.received or "a signal on another rank"
@@ -569,12 +570,13 @@ class Trainer:
         self.log.info(f"stopped by {sig} at step {self.state.step}: checkpoint saved; rerun the same command to "
                       f"resume{' (SLURM job requeued)' if requeued else ''}")
 
-    def _log_interval(self, iv: _Interval) -> None:
+    def _log_interval(self, iv: _Interval, eta: float | None = None) -> None:
         st = self.state
         world = self.dist.world_size
         tps = iv.tokens / max(iv.seconds, 1e-9)  # all ranks
         values = {
-            "loss": iv.loss / max(iv.steps, 1),
+            # lambda-weighted mean over the tasks of the steps that predicted something (None: none did)
+            "loss": iv.loss / iv.steps_with_loss if iv.steps_with_loss else None,
             "lr": self.scheduler.lr,
             "grad_norm": iv.grad_norm / max(iv.steps, 1),
             "tokens_per_s": tps,
@@ -591,12 +593,18 @@ class Trainer:
             values["loss_scale"] = self.scaler.get_scale()
             values["overflow_steps"] = st.overflow_steps
         tasks = {k: sum(v) / len(v) for k, v in sorted(iv.tasks.items())}
-        self.log.info(format_train_line(st.step, self.cfg.train.max_steps, values, tasks))
+        self.log.info(format_train_line(st.step, self.cfg.train.max_steps, values, tasks, eta))
         self.log.record("train", st.step, {**values, **{f"loss_{k}": v for k, v in tasks.items()}})
 
     def _describe(self) -> None:
-        m, d = self.model, self.data
-        self.log.info(f"run folder {self.run_dir} | device {self.device} | precision {self.cfg.train.precision}")
+        """The start block: where, on what, how much per step."""
+        m, d, cfg, dist = self.model, self.data, self.cfg, self.dist
+        devices = f"{dist.world_size} x {self.device.type}" + (
+            f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else "")
+        self.log.info(f"run folder {self.run_dir} | world size {dist.world_size} ({dist.launcher or 'single process'})"
+                      f" | devices {devices} | precision {cfg.train.precision} | parallelism "
+                      f"{cfg.train.parallelism if dist.distributed else 'none'}"
+                      + (" | compiled" if cfg.train.compile else ""))
         self.log.info(f"model: {m.num_parameters() / 1e6:.2f}M parameters, {m.n_layers} layers, dim {m.dim}, "
                       f"{len(d.dictionary)} words, languages {d.lang2id}")
         for task, src in d.sources.items():
@@ -606,11 +614,29 @@ class Trainer:
             else:
                 what = f"{len(ds)} pairs ({ds.n_dropped} skipped: empty or a side over {ds.max_len} tokens)"
             self.log.info(f"task {task.name}: {what}")
+        self.log.info(f"tokens per step: about {self._tokens_per_step():,.0f} on all ranks (tasks drawn per step x "
+                      f"accumulate_gradients {cfg.train.accumulate_gradients} x world size {dist.world_size}); "
+                      "'loss' below is the lambda-weighted mean of the tasks' losses")
+
+    def _tokens_per_step(self) -> float:
+        """Expected input tokens of one optimizer update, over all ranks (streams: batch_size x bptt; pairs:
+        the mean tokens of a batch from the sampler's first epoch)."""
+        cfg = self.cfg
+        per_task = {}
+        for task, src in self.data.sources.items():
+            if isinstance(src.dataset, StreamDataset):
+                per_task[task] = cfg.data.batch_size * cfg.data.bptt
+            else:
+                batches = src.sampler.make_epoch(np.random.default_rng(0))
+                per_task[task] = float(np.mean([src.dataset.lengths[b].sum() for b in batches]))
+        drawn = self.drawer.expected_tokens(per_task)
+        return drawn * cfg.train.accumulate_gradients * self.dist.world_size
 
 
 @dataclass
 class _Interval:
     steps: int = 0
+    steps_with_loss: int = 0
     loss: float = 0.0
     grad_norm: float = 0.0
     tokens: int = 0
@@ -620,7 +646,9 @@ class _Interval:
 
     def add(self, out: dict[str, Any], seconds: float) -> None:
         self.steps += 1
-        self.loss += out["loss"]
+        if out["loss"] is not None:
+            self.steps_with_loss += 1
+            self.loss += out["loss"]
         self.grad_norm += out["grad_norm"] if math.isfinite(out["grad_norm"]) else 0.0
         self.tokens += out["tokens"]
         self.predicted += out["predicted"]
