@@ -601,7 +601,8 @@ class Trainer:
         m, d, cfg, dist = self.model, self.data, self.cfg, self.dist
         devices = f"{dist.world_size} x {self.device.type}" + (
             f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else "")
-        self.log.info(f"run folder {self.run_dir} | world size {dist.world_size} ({dist.launcher or 'single process'})"
+        launcher = "single process" if dist.launcher == "none" else dist.launcher
+        self.log.info(f"run folder {self.run_dir} | world size {dist.world_size} ({launcher})"
                       f" | devices {devices} | precision {cfg.train.precision} | parallelism "
                       f"{cfg.train.parallelism if dist.distributed else 'none'}"
                       + (" | compiled" if cfg.train.compile else ""))
