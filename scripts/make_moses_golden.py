@@ -40,11 +40,13 @@ def main() -> None:
     ap.add_argument("--moses", required=True, type=Path)
     ap.add_argument("--lowercase", required=True, type=Path)
     args = ap.parse_args()
-    prefixes = sorted(p.suffix[1:] for p in (args.moses / "scripts/share/nonbreaking_prefixes").glob("nonbreaking_prefix.*"))
+    share = args.moses / "scripts" / "share" / "nonbreaking_prefixes"
+    prefixes = sorted(p.suffix[1:] for p in share.glob("nonbreaking_prefix.*"))
     data = (GOLDEN / "input.txt").read_bytes()
     env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
     for lang in prefixes + FALLBACK:
-        tok = subprocess.run(pipeline(args.moses, lang), shell=True, input=data, capture_output=True, check=True, env=env)
+        command = pipeline(args.moses, lang)
+        tok = subprocess.run(command, shell=True, input=data, capture_output=True, check=True, env=env)
         lower = subprocess.run(
             [sys.executable, str(args.lowercase)], input=tok.stdout, capture_output=True, check=True, env=env
         )

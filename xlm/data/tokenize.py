@@ -21,10 +21,12 @@ Settings: :meth:`Tokenizer.settings` gives what a data folder's ``preprocess.jso
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from xlm.data import textio
@@ -40,10 +42,11 @@ from xlm.data.text.normalize import (
 )
 from xlm.data.text.tables import char_set, versions
 from xlm.errors import XLMError
+from xlm.io import atomic_write_text
 
 __all__ = [
     "Tokenizer", "tokenize_file", "lowercase_and_remove_accent", "remove_non_printing",
-    "replace_unicode_punctuation", "normalize_punctuation", "merge_settings",
+    "replace_unicode_punctuation", "normalize_punctuation", "merge_settings", "write_settings",
 ]  # fmt: skip
 
 TOKENIZER_VERSION = "moses-" + versions()["moses"]  # marks settings written by this exact tokenizer
@@ -209,6 +212,24 @@ def merge_settings(old: dict[str, Any], new: dict[str, Any], source: str = "prep
     out["pre_segmented"] = sorted(set(old.get("pre_segmented", [])) | set(new.get("pre_segmented", [])))
     out["segmenters"] = {**old.get("segmenters", {}), **new.get("segmenters", {})}
     return out
+
+
+def write_settings(path: str | os.PathLike, tokenizer: Tokenizer) -> dict[str, Any]:
+    """Merge ``tokenizer``'s settings into the JSON file ``path`` (created if absent): what
+    ``tokenize --settings-out`` does, so that by-hand preprocessing leaves the same
+    ``preprocess.json`` as ``preprocess.py run``. Returns the merged settings."""
+    old: dict[str, Any] = {}
+    if Path(path).is_file():
+        try:
+            old = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise XLMError(f"{path}: cannot read settings: {e}") from None
+        if not isinstance(old, dict):
+            raise XLMError(f"{path}: expected a JSON object of settings")
+    settings = merge_settings(old, tokenizer.settings(), source=str(path))
+    textio.check_writable(path)
+    atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    return settings
 
 
 # -- files -------------------------------------------------------------------------------------------
