@@ -64,7 +64,7 @@ def run_perl(moses: Path, lang: str, src: Path, dst: Path, threads: int) -> floa
 def run_ours(lang: str, src: Path, dst: Path, *flags: str) -> float:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
-    subprocess.run([sys.executable, str(ROOT / "preprocess.py"), "--no-progress", "tokenize", "--lang", lang, *flags,
+    subprocess.run([sys.executable, str(ROOT / "preprocess.py"), "tokenize", "--no-progress", "--lang", lang, *flags,
                     str(src), str(dst)], check=True, env=env, stderr=subprocess.DEVNULL)  # fmt: skip
     return time.perf_counter() - start
 
@@ -83,18 +83,21 @@ def speed(moses: Path, corpus: Path, n: int, repeat: int, tmp: Path) -> None:
     for _ in range(repeat):  # interleaved, so that a busy spell hits both
         perl_times.append(run_perl(moses, "en", src, tmp / "perl.en", threads))
         our_times.append(run_ours("en", src, tmp / "ours.en"))
-    same = (tmp / "perl.en").read_bytes() == (tmp / "ours.en").read_bytes()
+    perl, ours = (tmp / "perl.en").read_bytes().decode(), (tmp / "ours.en").read_bytes().decode()
+    whitespace_only = sum(a != b for a, b in zip(perl.split("\n"), ours.split("\n")))
+    same = [a.split() for a in perl.split("\n")] == [b.split(" ") if b else [] for b in ours.split("\n")]
     perl_rate, our_rate = n / min(perl_times), n / min(our_times)
     print(f"input: {n:,} English lines from {corpus}; {threads} cores; best of {repeat}")
     print(f"perl tokenize.sh pipeline (-threads {threads}): {min(perl_times):6.2f} s  {perl_rate:9,.0f} lines/s"
           f"   (runs: {', '.join(f'{t:.2f}' for t in perl_times)})")  # fmt: skip
     print(f"preprocess.py tokenize:                    {min(our_times):6.2f} s  {our_rate:9,.0f} lines/s"
           f"   (runs: {', '.join(f'{t:.2f}' for t in our_times)})")  # fmt: skip
-    print(f"ratio ours/perl (lines/s): {our_rate / perl_rate:.2f}x; outputs identical: {same}")
+    print(f"ratio ours/perl (lines/s): {our_rate / perl_rate:.2f}x; same tokens on every line: {same} "
+          f"({whitespace_only} lines differ in bytes: perl's stray spaces, see --moses-whitespace)")  # fmt: skip
 
 
 def check(moses: Path, corpus: Path, tmp: Path) -> None:
-    total: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # lang -> lines, bytes differ, tokens differ
+    total: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # lang -> lines, differing: bytes, tokens, ws
     for path in sorted(corpus.glob("*/*.*")):
         if path.suffix == ".md":
             continue
@@ -111,10 +114,12 @@ def check(moses: Path, corpus: Path, tmp: Path) -> None:
         t[0] += len(perl) - 1
         t[1] += sum(a != b for a, b in zip(perl, exact))
         t[2] += sum(a.split() != (b.split(" ") if b else []) for a, b in zip(perl, tokens))
+        t[3] += sum(a != b for a, b in zip(perl, tokens))
         print(f"{path.relative_to(corpus)}: {len(perl) - 1} lines, {t[1]} / {t[2]} differing so far in {lang}")
-    print("\nlanguage  lines   differ (bytes, --moses-whitespace)   differ (tokens, default)")
-    for lang, (n, b, k) in sorted(total.items()):
-        print(f"{lang:8s} {n:7,d}   {b:10d}                           {k:10d}")
+    print("\nlines differing from perl: in bytes with --moses-whitespace; in tokens, and in bytes, by default")
+    print("language    lines   bytes (--moses-whitespace)   tokens (default)   bytes (default: stray spaces)")
+    for lang, (n, b, k, w) in sorted(total.items()):
+        print(f"{lang:8s} {n:8,d}   {b:26d}   {k:16d}   {w:29d}")
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """``python preprocess.py SUBCOMMAND ...`` (also ``xlm-preprocess``): raw text to binarized training data.
 
-Each subcommand imports its module lazily, so ``binarize`` does not pay for sacremoses or torch.
+Each subcommand imports its module lazily, so ``binarize`` does not pay for the tokenizer's tables or torch.
 """
 
 from __future__ import annotations

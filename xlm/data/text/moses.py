@@ -113,12 +113,13 @@ class MosesTokenizer:
         self.lang = lang
         self.moses_whitespace = moses_whitespace
         self.prefixes = nonbreaking_prefixes(lang)
-        self._rules = (_Rules(lang, astral=False), _Rules(lang, astral=True))
+        self._rules: list[_Rules | None] = [_Rules(lang, astral=False), None]  # the second when needed
         self._blank_line = re.compile(f"^{char_set('space')}+$", re.M)
 
     def tokenize(self, text: str) -> str:
         """Tokenize a block of lines, each ending in ``\\n``; returns as many lines."""
-        r = self._rules[ASTRAL.search(text) is not None]
+        astral = ASTRAL.search(text) is not None
+        r = self._rules[astral] or self._build_astral()
         blank = {}  # line index -> line, for the blank lines the script writes unchanged
         if self.moses_whitespace:
             blank = {text.count("\n", 0, m.start()): m.group(0) for m in self._blank_line.finditer(text)}
@@ -171,6 +172,10 @@ class MosesTokenizer:
         elif quote and not self.moses_whitespace:  # step 8 leaves a space at the end, maybe two inside
             text = _SPACES.sub(" ", text).replace(" \n", "\n")
         return text
+
+    def _build_astral(self) -> _Rules:
+        self._rules[1] = _Rules(self.lang, astral=True)
+        return self._rules[1]
 
     @staticmethod
     def _apostrophes(r: _Rules, block: str) -> str:

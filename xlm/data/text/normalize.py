@@ -69,15 +69,23 @@ _AFTER_IN_WORD = [
 ]  # fmt: skip
 
 
+def _marker(old: str) -> str:
+    return next((c for c in old if not c.isascii()), "")  # "" for the all-ASCII ''
+
+
+_MARKERS = re.compile("[" + "".join(sorted({_marker(pair[0]) for pair in _QUOTES + _AFTER_IN_WORD if pair})) + "]")
+
+
 def _squeeze(text: str) -> str:
     return _SPACES.sub(" ", text) if "  " in text else text
 
 
 def _replace_all(text: str, pairs: list) -> str:
+    present = set(_MARKERS.findall(text)) | {""}  # one scan instead of one per pair
     for pair in pairs:
         if pair is None:
             text = _squeeze(text)
-        elif pair[0] in text:
+        elif _marker(pair[0]) in present and pair[0] in text:
             text = text.replace(*pair)
     return text
 
