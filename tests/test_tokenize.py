@@ -51,12 +51,13 @@ def test_byte_identical_to_the_perl_pipeline(lang):
 
 @pytest.mark.parametrize("lang", ["en", "fr", "fi", "de", "el", "so", "zh"])
 def test_default_output_is_perls_tokens_single_spaced(lang):
-    out = Tokenizer(lang, segmenter="moses").tokenize_block(INPUT)
-    assert out == single_spaced(golden(lang, False))
-    lines = out.split("\n")
-    assert lines[-1] == "" and len(lines) == INPUT.count("\n") + 1
-    assert all("  " not in line and line == line.strip(" ") for line in lines)
-    assert out != golden(lang, False)  # perl's stray spaces ("' '", "end . ' ") are really there
+    for lower in (False, True):
+        out = Tokenizer(lang, lower_remove_accent=lower, segmenter="moses").tokenize_block(INPUT)
+        assert out == single_spaced(golden(lang, lower))
+        lines = out.split("\n")
+        assert lines[-1] == "" and len(lines) == INPUT.count("\n") + 1
+        assert all("  " not in line and line == line.strip(" ") for line in lines)
+        assert out != golden(lang, lower)  # perl's stray spaces ("' '", "end . ' ", "cafe  nai") are there
 
 
 def test_line_by_line_equals_block():

@@ -192,6 +192,8 @@ class Tokenizer:
             text = _single_spaced(text)
         if self.lower_remove_accent:
             text = lowercase_and_remove_accent(text)
+            if not self.moses_whitespace and ("  " in text or " \n" in text or "\n " in text or text[:1] == " "):
+                text = _single_spaced(text)  # a token that was only combining marks is gone
         return text
 
     def _segment(self, line: str) -> list[str]:
