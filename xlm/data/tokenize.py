@@ -229,8 +229,11 @@ def write_settings(path: str | os.PathLike, tokenizer: Tokenizer) -> dict[str, A
         if not isinstance(old, dict):
             raise XLMError(f"{path}: expected a JSON object of settings")
     settings = merge_settings(old, tokenizer.settings(), source=str(path))
-    textio.check_writable(path)
-    atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    except OSError as e:
+        raise XLMError(f"{path}: cannot write settings: {e.strerror}") from None
     return settings
 
 
