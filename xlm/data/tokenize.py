@@ -78,8 +78,8 @@ class Tokenizer:
     nfc: bool = False
     drop_invisible: bool = False
     moses_whitespace: bool = False
-    _moses: MosesTokenizer | None = field(default=None, init=False, repr=False)
-    _words: Any = field(default=None, init=False, repr=False)
+    _moses: MosesTokenizer | None = field(default=None, init=False, repr=False, compare=False)
+    _words: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _LANG.fullmatch(self.lang):
@@ -211,7 +211,9 @@ def merge_settings(old: dict[str, Any], new: dict[str, Any], source: str = "prep
         if key in old and key in new and old[key] != new[key]:
             raise XLMError(f"{source}: {key} is {old[key]!r} there but {new[key]!r} now; use the same settings")
     out = {**old, **{k: v for k, v in new.items() if k not in ("pre_segmented", "segmenters")}}
-    out["pre_segmented"] = sorted(set(old.get("pre_segmented", [])) | set(new.get("pre_segmented", [])))
+    redone = set(new.get("segmenters", {}))  # languages tokenized again: their new choice wins
+    out["pre_segmented"] = sorted({x for x in old.get("pre_segmented", []) if x not in redone}
+                                  | set(new.get("pre_segmented", [])))  # fmt: skip
     out["segmenters"] = {**old.get("segmenters", {}), **new.get("segmenters", {})}
     return out
 
