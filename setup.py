@@ -17,20 +17,26 @@ setup(
         "numpy>=1.24",
         "pyyaml>=6.0",
         "tqdm>=4.60",
-        "sacremoses>=0.1",
-        "regex>=2022.1",
     ],
     extras_require={
         "spm": ["sentencepiece>=0.1.99"],
-        "hf": ["transformers>=4.40", "safetensors>=0.4"],
+        "hf": ["transformers>=4.40", "safetensors>=0.4", "sacremoses>=0.1"],  # XLMTokenizer needs sacremoses
+        # word segmenters for languages without spaces (tokenize --lang th / zh / ja)
+        "th": ["pythainlp>=3.0"],
+        "zh": ["jieba>=0.42"],
+        "ja": ["fugashi>=1.3", "unidic-lite>=1.0.8"],
+        "segment": ["pythainlp>=3.0", "jieba>=0.42", "fugashi>=1.3", "unidic-lite>=1.0.8"],
         "tensorboard": ["tensorboard>=2.10"],
         "test": [
             "pytest>=7",
             "hypothesis>=6",
             "transformers>=4.40",
             "safetensors>=0.4",
+            "sacremoses>=0.1",
             "sentencepiece>=0.1.99",
             "tensorboard>=2.10",
+            "pythainlp>=3.0",  # th and zh segmenter tests; ja (fugashi + a 47 MB dictionary) is skipped
+            "jieba>=0.42",
         ],
         "dev": ["ruff>=0.4", "pytest>=7", "hypothesis>=6", "cython>=3"],
     },

@@ -16,6 +16,7 @@ import yaml
 from xlm.data.dictionary import Dictionary
 from xlm.data.indexed import IndexedDataset
 from xlm.data.pipeline import load_pipeline_config, read_text_settings, run_pipeline
+from xlm.data.tokenize import Tokenizer
 from xlm.errors import XLMError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +87,13 @@ def test_output_folder_is_what_the_trainer_reads(clean_run):
     out = tmp / "out"
     assert {p.name for p in out.iterdir() if p.is_file() and p.name != ".lock"} == EXPECTED
     assert not report.skipped
-    assert read_text_settings(out)["tokenize"] is True
+    settings = read_text_settings(out)
+    assert settings["tokenize"] is True and settings["tokenizer"] == "moses-187a75cb5"
+    assert settings["segmenters"] == {"en": {"name": "moses"}, "fr": {"name": "moses"}}
+    assert settings["segmentation"] == "bpe" and settings["lower_remove_accent"] is True
+    tok = Tokenizer.from_settings("fr", settings)  # rebuilds the tokenizer that wrote work/tok/
+    raw = Path(yaml.safe_load((tmp / "data.yaml").read_text())["mono"]["fr"]["train"]).read_text(encoding="utf-8")
+    assert tok.tokenize_block(raw) == (out / "work" / "tok" / "train.fr").read_text(encoding="utf-8")
     dico = Dictionary.read_vocab(out / "vocab")
     for name in EXPECTED - {"vocab", "codes", "preprocess.json"}:
         ds = IndexedDataset(out / name.rsplit(".", 1)[0])
@@ -236,3 +243,17 @@ def test_parallel_files_of_different_lengths_are_refused(tmp_path):
         r"but fr .* has 10 lines",
     ):
         run_pipeline(config)
+
+
+def test_a_language_without_its_segmenter_stops_before_any_work(tmp_path):
+    (tmp_path / "train.th").write_text("สวัสดีครับ\n", encoding="utf-8")
+    inputs = {"mono": {"th": {"train": str(tmp_path / "train.th")}}}
+    config = write_config(tmp_path / "data.yaml", tmp_path / "out", inputs)
+    code = "import sys; sys.modules['pythainlp'] = None; from xlm.cli.preprocess import main; main(sys.argv[1:])"
+    proc = subprocess.run([sys.executable, "-c", code, "run", str(config)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1
+    assert "xlm[th]" in proc.stderr and "segmenters: {th: NAME}" in proc.stderr and "\n" not in proc.stderr.strip()
+    assert not (tmp_path / "out" / "work").exists()
+    with pytest.raises(XLMError, match="segmenters.th: unknown segmenter 'kytea'"):
+        write_config(config, tmp_path / "out", inputs, segmenters={"th": "kytea"})
+        load_pipeline_config(config)

@@ -1,6 +1,6 @@
 """``python preprocess.py SUBCOMMAND ...`` (also ``xlm-preprocess``): raw text to binarized training data.
 
-Each subcommand imports its module lazily, so ``binarize`` does not pay for sacremoses or torch.
+Each subcommand imports its module lazily, so ``binarize`` does not pay for the tokenizer's tables or torch.
 """
 
 from __future__ import annotations
@@ -14,19 +14,26 @@ from xlm.cli.common import add_common_flags, log, progress_enabled, run_cli
 
 
 def _tokenize(args: argparse.Namespace) -> None:
-    from xlm.data.tokenize import tokenize_file
+    from xlm.data.tokenize import Tokenizer, tokenize_file, write_settings
 
-    n = tokenize_file(
-        args.input,
-        args.output,
-        args.lang,
+    options = dict(
         lower_remove_accent=args.lower_remove_accent,
         pre_segmented=args.pre_segmented,
-        workers=args.workers,
-        progress=progress_enabled(args),
-        errors=args.errors,
+        segmenter=args.segmenter,
+        nfc=args.nfc,
+        drop_invisible=args.drop_invisible,
+        moses_whitespace=args.moses_whitespace,
     )
-    log(f"tokenized {n} lines")
+    tokenizer = Tokenizer(args.lang, **options)  # refuses bad settings before any output is touched
+    n = tokenize_file(
+        args.input, args.output, args.lang, workers=args.workers, progress=progress_enabled(args), errors=args.errors,
+        **options,
+    )  # fmt: skip
+    seg = tokenizer.segmenter + (f" ({tokenizer.library_version})" if tokenizer.library_version else "")
+    log(f"tokenized {n} lines ({args.lang}: {seg})")
+    if args.settings_out:
+        write_settings(args.settings_out, tokenizer)
+        log(f"settings recorded in {args.settings_out}")
 
 
 def _learn_bpe(args: argparse.Namespace) -> None:
@@ -177,13 +184,36 @@ def build_parser() -> argparse.ArgumentParser:
             )
         return p
 
-    p = command("tokenize", _tokenize, "Moses-style normalization and tokenization, as the original tokenize.sh")
-    p.add_argument("--lang", required=True, help="language code (zh and ja: CJK ideographs become single tokens)")
+    p = command("tokenize", _tokenize, "the original tokenize.sh: Moses perl scripts (exact), or a word segmenter")
+    p.add_argument("--lang", required=True, help="language code (th, zh, ja need a word segmenter: see --segmenter)")
     p.add_argument("--lower-remove-accent", action="store_true", help="lowercase and strip accents (XLM 1024 models)")
     p.add_argument(
         "--pre-segmented",
         action="store_true",
         help="input is already word-segmented (e.g. by a Chinese segmenter): normalize only",
+    )
+    p.add_argument(
+        "--segmenter",
+        default=None,
+        help="moses (default), or for languages without spaces pythainlp (th), jieba (zh), fugashi (ja) "
+        "(default for those when installed), cjk-chars (one token per CJK ideograph), pre-segmented",
+    )
+    p.add_argument("--nfc", action="store_true", help="Unicode NFC first: composed and decomposed text alike")
+    p.add_argument(
+        "--drop-invisible",
+        action="store_true",
+        help="drop soft hyphens, zero-width joiners, direction marks, BOM (Moses makes them spaces)",
+    )
+    p.add_argument(
+        "--moses-whitespace",
+        action="store_true",
+        help="keep perl's stray spaces and blank lines byte for byte (default: single-space-separated tokens)",
+    )
+    p.add_argument(
+        "--settings-out",
+        default=None,
+        metavar="JSON",
+        help="record the settings (merged per language) in this file, e.g. DATA/preprocess.json",
     )
     p.add_argument("input", help="raw text, '-' for stdin")
     p.add_argument("output", help="tokenized text, '-' for stdout")

@@ -70,6 +70,9 @@ class PipelineConfig:
     tokenize: bool = True
     lower_remove_accent: bool = False
     pre_segmented: list[str] = field(default_factory=list)
+    segmenters: dict[str, str] = field(default_factory=dict)  # lang -> jieba, cjk-chars... (tokenize --segmenter)
+    nfc: bool = False
+    drop_invisible: bool = False
     segmentation: Literal["bpe", "sentencepiece"] = "bpe"
     bpe: BPEConfig = field(default_factory=BPEConfig)
     sentencepiece: SentencePieceConfig = field(default_factory=SentencePieceConfig)
@@ -100,6 +103,14 @@ class PipelineConfig:
                     raise XLMError(f"para.{pair}.{split}: expected exactly the keys {l1} and {l2}, got {sorted(files)}")
         for lang in self.pre_segmented:
             _check_lang(lang, "pre_segmented")
+        from xlm.data.text.segment import CHOICES
+
+        for lang, name in self.segmenters.items():
+            _check_lang(lang, f"segmenters.{lang}")
+            if name not in CHOICES:
+                raise XLMError(f"segmenters.{lang}: unknown segmenter {name!r}; choose one of {', '.join(CHOICES)}")
+            if lang in self.pre_segmented:
+                raise XLMError(f"segmenters.{lang}: {lang} is also listed in pre_segmented; choose one")
         if self.workers < 0:
             raise XLMError(f"workers: must be >= 0 (0 = one per core), got {self.workers}")
         side = self.bpe if self.segmentation == "bpe" else self.sentencepiece
@@ -393,9 +404,7 @@ def build_plan(cfg: PipelineConfig, workers: int = 1) -> Plan:
                 [dst],
                 input=c.raw,
                 output=dst,
-                lang=c.lang,
-                lower_remove_accent=cfg.lower_remove_accent,
-                pre_segmented=c.lang in cfg.pre_segmented,
+                **tokenizer_options(cfg, c.lang),
                 workers=c.workers,
                 errors=cfg.errors,
             ),
@@ -424,6 +433,34 @@ def build_plan(cfg: PipelineConfig, workers: int = 1) -> Plan:
 
 
 # -- running ----------------------------------------------------------------------------------------------
+def tokenizer_options(cfg: PipelineConfig, lang: str) -> dict[str, Any]:
+    """The keyword arguments of :class:`xlm.data.tokenize.Tokenizer` (and ``tokenize_file``) for ``lang``."""
+    return dict(
+        lang=lang,
+        lower_remove_accent=cfg.lower_remove_accent,
+        pre_segmented=lang in cfg.pre_segmented,
+        segmenter=cfg.segmenters.get(lang),
+        nfc=cfg.nfc,
+        drop_invisible=cfg.drop_invisible,
+    )
+
+
+def _languages(cfg: PipelineConfig) -> list[str]:
+    return sorted(set(cfg.mono) | {lang for pair in cfg.para for lang in pair.split("-")})
+
+
+def _tokenizers(cfg: PipelineConfig) -> dict:
+    """One tokenizer per language, built before any work so that a missing segmenter stops the run."""
+    from xlm.data.tokenize import Tokenizer
+
+    out = {}
+    for lang in _languages(cfg):
+        try:
+            out[lang] = Tokenizer(**tokenizer_options(cfg, lang))
+        except XLMError as e:
+            raise XLMError(f"{e} (in a config: segmenters: {{{lang}: NAME}} or pre_segmented: [{lang}])") from None
+    return out
+
 def _check_alignment(cfg: PipelineConfig) -> None:
     for pair, splits in sorted(cfg.para.items()):
         for split, files in sorted(splits.items()):
@@ -445,30 +482,45 @@ def run_pipeline(
     out = Path(cfg.output)
     with exclusive_folder(out):
         _check_alignment(cfg)
+        tokenizers = _tokenizers(cfg) if cfg.tokenize else {}
         n_workers = textio.resolve_workers(workers or cfg.workers or None)
         plan = build_plan(cfg, n_workers)
-        if cfg.tokenize:
-            import sacremoses  # noqa: F401 - imported once here, inherited by the forked workers
         report = run_steps(plan.steps, out / "work" / "stamps", workers=n_workers, progress=progress, log=log)
-        write_text_settings(out, cfg)
+        write_text_settings(out, cfg, tokenizers)
         return report
 
 
 TEXT_SETTINGS = "preprocess.json"
 
 
-def write_text_settings(out: Path, cfg: PipelineConfig) -> None:
-    """Record how raw text becomes tokens, so checkpoints (and ``encode``) can redo it on new text."""
-    settings = {"tokenize": cfg.tokenize, "lower_remove_accent": cfg.lower_remove_accent,
-                "pre_segmented": list(cfg.pre_segmented), "segmentation": cfg.segmentation}
-    text = json.dumps(settings, indent=2) + "\n"
+def write_text_settings(out: Path, cfg: PipelineConfig, tokenizers: dict | None = None) -> None:
+    """Record how raw text becomes tokens, so checkpoints (and ``encode``) can redo it on new text.
+
+    Keys: those of :meth:`xlm.data.tokenize.Tokenizer.settings` merged over every language
+    (``tokenize``, ``tokenizer``, ``lower_remove_accent``, ``nfc``, ``drop_invisible``,
+    ``moses_whitespace``, ``pre_segmented``, ``segmenters`` with each language's segmenter and
+    library version), plus ``segmentation`` (bpe or sentencepiece). Rebuild a language's
+    tokenizer with ``Tokenizer.from_settings(lang, read_text_settings(out))``.
+    """
+    from xlm.data.tokenize import merge_settings
+
+    if cfg.tokenize:
+        settings: dict[str, Any] = {}
+        for tok in (tokenizers if tokenizers is not None else _tokenizers(cfg)).values():
+            settings = merge_settings(settings, tok.settings())
+    else:
+        settings = {"tokenize": False, "lower_remove_accent": cfg.lower_remove_accent,
+                    "pre_segmented": list(cfg.pre_segmented)}  # fmt: skip
+    settings["segmentation"] = cfg.segmentation
+    text = json.dumps(settings, indent=2, sort_keys=True) + "\n"
     path = out / TEXT_SETTINGS
     if not path.is_file() or path.read_text(encoding="utf-8") != text:  # a rerun changes nothing
         atomic_write_text(path, text)
 
 
 def read_text_settings(data_path: str | os.PathLike) -> dict:
-    """The settings :func:`write_text_settings` left in a data folder ({} when absent)."""
+    """The settings :func:`write_text_settings` (or ``tokenize --settings-out``) left in a data
+    folder ({} when absent or unreadable)."""
     try:
         return json.loads((Path(data_path) / TEXT_SETTINGS).read_text(encoding="utf-8"))
     except (OSError, ValueError):
