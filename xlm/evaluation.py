@@ -51,6 +51,7 @@ class Evaluator:
     context_size: int = 0
     rank: int = 0
     world_size: int = 1
+    protocol = "xlm"  # what metrics.jsonl and ``python -m xlm.evaluate lm`` report (see xlm.eval_original)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, device: torch.device,
