@@ -179,9 +179,11 @@ def test_training_with_the_original_protocol_records_it(tmp_path):
         assert res.metrics[key] == pytest.approx(value, rel=1e-6), key
 
     cfg = tiny_config(data, tmp_path / "run2", ["train.max_steps=1", "train.eval_at_start=false"])
-    Trainer(cfg).train()
+    metrics = Trainer(cfg).train()
     evals = [json.loads(line) for line in (tmp_path / "run2" / "metrics.jsonl").read_text().splitlines()]
     assert [r["protocol"] for r in evals if r["kind"] == "eval"] == ["xlm"]
+    res = evaluate_lm(tmp_path / "run2", data)  # the run folder, our protocol: the trainer's figures
+    assert res.protocol == "xlm" and res.metrics == pytest.approx(metrics, rel=1e-6)
 
 
 def test_original_protocol_refuses_a_sentence_cap(tmp_path):
