@@ -98,6 +98,9 @@ class ObjectivesConfig:
     sample_alpha: float = 0.0
     word_mask_keep_rand: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     context_size: int = 0
+    # "original": the original trainer's mask_out (any token but padding and position 0 may be a target,
+    # random replacements drawn from the whole vocabulary); see xlm.objectives.Masker
+    mlm_targets: Literal["xlm", "original"] = "xlm"
 
     def validate(self, prefix: str = "objectives") -> None:
         if not 0 < self.word_pred < 1:  # 0 would leave nothing to predict
@@ -159,6 +162,7 @@ class TrainConfig:
     parallelism: Literal["ddp", "fsdp"] = "ddp"
     nan_tolerance: int = 5
     peak_tflops: float = 0.0  # per-device peak for MFU; 0: known GPUs from a table, otherwise MFU is not logged
+    eval_protocol: Literal["xlm", "original"] = "xlm"  # "original": facebookresearch/XLM's figures (xlm.eval_original)
 
     def validate(self, prefix: str = "train") -> None:
         _positive(self, prefix, "max_steps", "eval_every", "save_every", "accumulate_gradients")
@@ -167,6 +171,9 @@ class TrainConfig:
         if self.eval_max_sentences == 0 or self.eval_max_sentences < -1:
             raise XLMError(f"{prefix}.eval_max_sentences: must be -1 (all) or positive, got {self.eval_max_sentences} "
                            "(0 would leave nothing to evaluate)")
+        if self.eval_protocol == "original" and self.eval_max_sentences != -1:
+            raise XLMError(f"{prefix}.eval_max_sentences: the original protocol evaluates whole splits; "
+                           f"set it to -1 or use {prefix}.eval_protocol: xlm")
 
 
 @dataclass

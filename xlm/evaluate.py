@@ -1,4 +1,9 @@
-"""Evaluation commands: ``python -m xlm.evaluate retrieval --model PATH --pair en-fr --src F --tgt F``."""
+"""Evaluation commands.
+
+- ``python -m xlm.evaluate lm --model PATH --data DIR [--protocol xlm|original] [--json]``: perplexity
+  and accuracy per language and objective under the original's metric names (``valid_en_mlm_ppl`` ...);
+- ``python -m xlm.evaluate retrieval --model PATH --pair en-fr --src F --tgt F``.
+"""
 
 from __future__ import annotations
 
@@ -28,10 +33,38 @@ def _retrieval(args: argparse.Namespace) -> None:
         print(json.dumps(res.as_dict(src_lang, tgt_lang)))
 
 
+def _lm(args: argparse.Namespace) -> None:
+    from xlm.eval_lm import evaluate_lm
+
+    split = lambda v: None if v is None else [s for s in v.split(",") if s]
+    options = {k: getattr(args, k) for k in ("bptt", "batch_size", "max_batch_size", "word_pred", "n_langs")}
+    res = evaluate_lm(args.model, args.data, args.protocol, split(args.mlm), split(args.clm),
+                      split(args.splits), args.device, **options)
+    if args.json:
+        print(json.dumps(res.as_dict()))
+    else:
+        print("\n".join(res.lines()))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m xlm.evaluate", description=__doc__)
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = ap.add_subparsers(dest="command", required=True)
+    lm = sub.add_parser("lm", help="perplexity and accuracy per language and objective (MLM, TLM, CLM)")
+    lm.add_argument("--model", required=True, help="checkpoint, run folder, original .pth or HF folder")
+    lm.add_argument("--data", required=True, help="binarized data folder (vocab, valid.en.bin/.idx, ...)")
+    lm.add_argument("--protocol", choices=["xlm", "original"], default="xlm",
+                    help="xlm: our evaluation (as in training); original: facebookresearch/XLM's figures exactly")
+    lm.add_argument("--mlm", default=None, help="MLM/TLM steps, e.g. en,fr,en-fr (default: the checkpoint's)")
+    lm.add_argument("--clm", default=None, help="CLM steps, e.g. en,de (default: the checkpoint's)")
+    lm.add_argument("--splits", default="valid,test")
+    for name, typ in (("bptt", int), ("batch-size", int), ("max-batch-size", int), ("word-pred", float),
+                      ("n-langs", int)):
+        lm.add_argument(f"--{name}", type=typ, default=None,
+                        help="overrides the checkpoint's value (original params or our config)")
+    lm.add_argument("--device", default="cpu")
+    lm.add_argument("--json", action="store_true", help="print one JSON line instead")
+    lm.set_defaults(func=_lm)
     r = sub.add_parser("retrieval", help="cross-lingual sentence retrieval, precision@1 both ways")
     r.add_argument("--model", required=True, help="checkpoint, run folder, original .pth or HF folder")
     r.add_argument("--pair", required=True, help="src-tgt languages, e.g. en-fr")

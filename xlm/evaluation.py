@@ -54,6 +54,7 @@ class Evaluator:
     world_size: int = 1
     log: Callable[[str], None] | None = None  # progress lines during long evaluations
     progress_every: float = 30.0  # seconds between progress lines
+    protocol = "xlm"  # what metrics.jsonl and ``python -m xlm.evaluate lm`` report (see xlm.eval_original)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, device: torch.device,

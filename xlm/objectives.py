@@ -5,6 +5,8 @@
   put a random *real* word (id >= 14) in 10%. With ``sample_alpha > 0`` exactly
   ``ceil(word_pred * n_candidates)`` positions are drawn without replacement with probability
   proportional to ``count(word)^-sample_alpha`` (rare words predicted more often).
+  ``mlm_targets: original`` selects as ``Trainer.mask_out`` of the original's ``xlm/trainer.py``:
+  any position but padding and the first of each row, random words from the whole vocabulary.
 - **TLM**: the same masking over a concatenated pair ``[</s> s1 </s>][</s> s2 </s>]`` (positions
   restart for ``s2``, each half has its language id); configured as a pair in ``mlm: [en-fr]``.
 - **CLM**: causal attention, position ``t`` predicts token ``t+1`` (not before ``context_size``).
@@ -37,7 +39,7 @@ from torch import Tensor, nn
 
 from xlm.config import ObjectivesConfig, parse_schedule
 from xlm.data.datasets import RawBatch
-from xlm.data.dictionary import MASK_INDEX, N_SPECIAL
+from xlm.data.dictionary import MASK_INDEX, N_SPECIAL, PAD_INDEX
 from xlm.data.sampling import sampling_probs
 
 MAX_TASKS_PER_DRAW = 5  # the original's min(5, len(steps)) per objective and data kind
@@ -189,14 +191,20 @@ class Masker:
         self.p_mask, self.p_keep, _ = cfg.word_mask_keep_rand
         self.n_words = n_words
         self.sample_alpha = cfg.sample_alpha
+        self.original = cfg.mlm_targets == "original"
         self.weights = None
         if self.sample_alpha > 0:
-            c = np.ones(n_words) if counts is None else np.maximum(np.asarray(counts[:n_words], dtype=np.float64), 1)
+            raw = np.zeros(n_words) if counts is None else np.asarray(counts[:n_words], dtype=np.float64)
+            c = np.ones(n_words) if counts is None else np.maximum(raw, 1)
             self.weights = c**-self.sample_alpha
             self.weights[:N_SPECIAL] = 0
+            if self.original and counts is not None:  # the original's mask_scores: 0 for words never counted
+                self.weights[raw == 0] = 0
 
     def select(self, x: np.ndarray, gen: np.random.Generator) -> np.ndarray:
         """Boolean mask of the positions to predict (only real words; at least one if any exists)."""
+        if self.original:
+            return self.select_original(x, gen)
         candidates = x >= N_SPECIAL  # excludes <pad>, </s>, <unk>, <mask> and the other specials
         if self.weights is None:
             sel = candidates & (gen.random(x.shape) < self.word_pred)
@@ -214,6 +222,24 @@ class Masker:
                 sel.flat[flat[gen.integers(len(flat))]] = True
         return sel
 
+    def select_original(self, x: np.ndarray, gen: np.random.Generator) -> np.ndarray:
+        """The original trainer's ``mask_out`` selection: Bernoulli(``word_pred``) on every position
+        (``</s>`` and ``<unk>`` included), or with ``sample_alpha`` exactly ``ceil(word_pred * x.size)``
+        positions drawn in proportion to ``count^-sample_alpha`` (0 for specials); then padding and
+        the first position of every row are unset. A batch may end up with no target."""
+        if self.weights is None:
+            sel = gen.random(x.shape) <= self.word_pred
+        else:
+            p = self.weights[x.ravel()]
+            k = min(math.ceil(self.word_pred * x.size), int((p > 0).sum()))
+            sel = np.zeros(x.size, dtype=bool)
+            if k:
+                sel[gen.choice(x.size, size=k, replace=False, p=p / p.sum())] = True
+            sel = sel.reshape(x.shape)
+        sel[x == PAD_INDEX] = False
+        sel[:, 0] = False
+        return sel
+
     def __call__(self, x: np.ndarray, gen: np.random.Generator,
                  train: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Returns ``(corrupted x, pred_mask, targets)``; evaluation masks 100% of the selected tokens."""
@@ -226,7 +252,7 @@ class Masker:
         u = gen.random(len(targets))
         noise = np.where(u < self.p_mask, MASK_INDEX, targets)
         rand = u >= self.p_mask + self.p_keep
-        noise[rand] = gen.integers(N_SPECIAL, self.n_words, size=int(rand.sum()))
+        noise[rand] = gen.integers(0 if self.original else N_SPECIAL, self.n_words, size=int(rand.sum()))
         x[pred_mask] = noise
         return x, pred_mask, targets
 

@@ -26,6 +26,7 @@ all-reduced once per step; only rank 0 writes; checkpoints keep every rank's sam
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections import defaultdict
@@ -61,6 +62,7 @@ from xlm.distributed import (
     wrap_model,
 )
 from xlm.errors import XLMError
+from xlm.eval_original import OriginalEvaluator, original_evaluator
 from xlm.evaluation import Evaluator, metric_names
 from xlm.initialize import init_embeddings, init_from
 from xlm.io import atomic_write_text
@@ -137,10 +139,12 @@ class Trainer:
 
         self.data = load_data(cfg, self.tasks, self.dist, warn=self.log.warning)
         n_words = len(self.data.dictionary)
-        self.masker = Masker(cfg.objectives, n_words, self.data.dictionary.counts)
+        # Evaluation selects targets by our rules whatever objectives.mlm_targets says (the protocol decides).
+        self.masker = Masker(dataclasses.replace(cfg.objectives, mlm_targets="xlm"), n_words,
+                             self.data.dictionary.counts)
         # fp16: predicted counts rounded to a multiple of 8 in training (evaluation scores every selected token).
-        self.train_masker = (RoundingMasker(cfg.objectives, n_words, self.data.dictionary.counts)
-                             if cfg.train.precision == "fp16" else self.masker)
+        self.train_masker = (RoundingMasker if cfg.train.precision == "fp16" else Masker)(
+            cfg.objectives, n_words, self.data.dictionary.counts)
         self.drawer = TaskDrawer.from_config(cfg.objectives, self.data.sizes, cfg.data.lg_sampling_factor)
         idle = self.drawer.never_drawn()
         if idle and len(idle) == len({t.objective for t in self.tasks}):
@@ -150,9 +154,14 @@ class Trainer:
         # Evaluation deals batches to ranks; under FSDP2 every forward is a collective, so there every rank
         # scores every batch (the summed counts are world_size times larger; the metrics are ratios).
         fsdp = cfg.train.parallelism == "fsdp" and self.dist.distributed
-        self.evaluator = Evaluator(self.tasks, self.data.eval_sets, self.masker, cfg.data.batch_size, cfg.run.seed,
-                                   cfg.objectives.context_size, 0 if fsdp else self.dist.rank,
-                                   1 if fsdp else self.dist.world_size, log=self.log.info)
+        rank, world = (0, 1) if fsdp else (self.dist.rank, self.dist.world_size)
+        self.evaluator: Evaluator | OriginalEvaluator
+        if cfg.train.eval_protocol == "original":
+            self.evaluator = original_evaluator(cfg, self.tasks, self.data.eval_sets, self.data.lang2id, n_words,
+                                                rank, world)
+        else:
+            self.evaluator = Evaluator(self.tasks, self.data.eval_sets, self.masker, cfg.data.batch_size,
+                                       cfg.run.seed, cfg.objectives.context_size, rank, world, log=self.log.info)
 
         torch.manual_seed(torch_seed(cfg.run.seed))  # same initial weights on every rank
         self.model = TransformerModel(cfg.model, n_words, len(cfg.data.langs)).to(self.device)
@@ -291,7 +300,7 @@ class Trainer:
         metrics = self.evaluator.evaluate(self.eval_model, self.device, self.autocast)
         for line in format_eval_lines(self.state.step, metrics):
             self.log.info(line)
-        self.log.record("eval", self.state.step, metrics)
+        self.log.record("eval", self.state.step, {"protocol": self.evaluator.protocol, **metrics})
         return metrics
 
     def _update_best(self, metrics: dict[str, float]) -> bool:
@@ -605,7 +614,8 @@ class Trainer:
         self.log.info(f"run folder {self.run_dir} | world size {dist.world_size} ({launcher})"
                       f" | devices {devices} | precision {cfg.train.precision} | parallelism "
                       f"{cfg.train.parallelism if dist.distributed else 'none'}"
-                      + (" | compiled" if cfg.train.compile else ""))
+                      + (" | compiled" if cfg.train.compile else "")
+                      + f" | evaluation protocol {self.evaluator.protocol}")
         self.log.info(f"model: {m.num_parameters() / 1e6:.2f}M parameters, {m.n_layers} layers, dim {m.dim}, "
                       f"{len(d.dictionary)} words, languages {d.lang2id}")
         for task, src in d.sources.items():
