@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from xlm.errors import XLMError
+from xlm.errors import XLMError, XLMWarning
 
 
 def one_line(text: str) -> str:
@@ -28,9 +28,28 @@ def _fail(message: str, debug: bool, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
+def show_warnings_as_lines() -> None:
+    """Print :class:`XLMWarning` as one ``warning: ...`` line on stderr (other warnings as Python does)."""
+    import warnings
+
+    default = warnings.showwarning
+    if getattr(default, "_xlm", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
+        if issubclass(category, XLMWarning):
+            print(f"warning: {one_line(str(message))}", file=file or sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    show._xlm = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> NoReturn:
     """Run ``main(argv)`` and exit: 0 on success, 1 on a user error, 130 on Ctrl-C."""
     args = list(sys.argv[1:] if argv is None else argv)
+    show_warnings_as_lines()
     debug = "--debug" in args
     try:
         code = main(args)

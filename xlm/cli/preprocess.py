@@ -140,7 +140,7 @@ def _check(args: argparse.Namespace) -> None:
     ds.validate()
     vocab = Path(args.vocab) if args.vocab else Path(args.prefix).parent / "vocab"
     if vocab.exists():
-        dico = Dictionary.read_vocab(vocab)
+        dico = Dictionary.read_vocab(vocab, strict=True)  # refuses lines the original would skip
         if ds.vocab_fingerprint and dico.fingerprint() != ds.vocab_fingerprint:
             raise XLMError(
                 f"{args.prefix}.idx: built with vocabulary {ds.vocab_fingerprint}, but {vocab} is {dico.fingerprint()}"
