@@ -39,6 +39,7 @@ from torch import nn
 
 from xlm.checkpoint import CheckpointManager, model_payload, rng_state, set_rng_state
 from xlm.config import Config, ModelConfig, config_from_dict, dump_config, to_dict
+from xlm.data import provenance
 from xlm.data.datasets import (
     ParallelDataset,
     ParallelSampler,
@@ -51,7 +52,6 @@ from xlm.data.datasets import (
 )
 from xlm.data.dictionary import Dictionary
 from xlm.data.indexed import IndexedDataset
-from xlm.data.pipeline import read_text_settings
 from xlm.data.sampling import TAG_DROPOUT, TAG_MASK, TAG_OBJECTIVES, rng, torch_seed
 from xlm.distributed import (
     DistInfo,
@@ -109,6 +109,8 @@ class TrainingData:
     sources: dict[Task, TaskSource]
     sizes: dict[Task, int]
     eval_sets: dict[tuple[str, Task], StreamDataset | ParallelDataset] = field(default_factory=dict)
+    text_settings: dict[str, Any] | None = None  # how raw text was prepared (xlm.data.provenance)
+    warnings: list[str] = field(default_factory=list)
 
 
 def load_data(cfg: Config, tasks: list[Task], dist: DistInfo) -> TrainingData:
@@ -122,6 +124,7 @@ def load_data(cfg: Config, tasks: list[Task], dist: DistInfo) -> TrainingData:
     dico = Dictionary.read_vocab(vocab, d.max_vocab, d.min_count) if d.max_vocab > 0 or d.min_count > 0 else full
     codes = root / "codes"
     bpe_codes = codes.read_text(encoding="utf-8") if codes.is_file() else None
+    text_settings, warnings = provenance.for_training(root, d.preprocess, any(w.endswith("@@") for w in full.id2word))
     lang2id = {lang: i for i, lang in enumerate(d.langs)}
     n_words = len(dico)
     opened: dict[Path, IndexedDataset] = {}
@@ -157,7 +160,7 @@ def load_data(cfg: Config, tasks: list[Task], dist: DistInfo) -> TrainingData:
         sources[task] = TaskSource(ds, sampler)
         for split in ("valid", "test"):
             eval_sets[(split, task)] = dataset(split, task, cfg.train.eval_max_sentences, longest)
-    return TrainingData(dico, lang2id, bpe_codes, sources, sizes, eval_sets)
+    return TrainingData(dico, lang2id, bpe_codes, sources, sizes, eval_sets, text_settings, warnings)
 
 
 # -- training state -------------------------------------------------------------------------------
@@ -404,11 +407,7 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------------
     def _model_payload(self) -> dict[str, Any]:
         payload = model_payload(self.model, self.cfg.model, self.data.lang2id, self.data.dictionary, self.cfg,
-                                self.data.bpe_codes, self.state.step)
-        # how raw text was tokenized, so that load_pretrained(...).encode() redoes it on new text
-        lowercase = read_text_settings(self.cfg.data.path).get("lower_remove_accent")
-        if lowercase is not None:
-            payload["lowercase"] = bool(lowercase)
+                                self.data.bpe_codes, self.state.step, self.data.text_settings)
         if self.fsdp:  # sharded DTensors: gather full tensors (a collective: every rank calls this)
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
@@ -498,7 +497,8 @@ class Trainer:
             raise XLMError(f"{path}: stored config is invalid: {e}") from None
         before, after = _flatten(to_dict(old)), _flatten(to_dict(self.cfg))
         changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-        blocking = [k for k in changed if k not in RESUMABLE_CHANGES]
+        # data.preprocess only says how the text was prepared (recorded in checkpoints): stating it later is fine
+        blocking = [k for k in changed if k not in RESUMABLE_CHANGES and not k.startswith("data.preprocess.")]
         if blocking:
             detail = ", ".join(f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in blocking[:5])
             raise XLMError(f"{path}: cannot resume: the config differs from the checkpoint's ({detail}); "
@@ -524,6 +524,8 @@ class Trainer:
             if self.dist.is_main:
                 atomic_write_text(self.run_dir / "config.yaml", dump_config(cfg))
             self.log.start(st.step)
+            for warning in self.data.warnings:
+                self.log.warning(f"WARNING: {warning}")
             if not resumed:
                 self._describe()
             metrics: dict[str, float] = {}

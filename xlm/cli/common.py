@@ -87,3 +87,18 @@ def progress_enabled(args: argparse.Namespace) -> bool:
 def log(message: str) -> None:
     """Status lines go to stderr, so stdout stays clean for data written to ``-``."""
     print(message, file=sys.stderr, flush=True)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """What a model file may not carry: ``--codes``, ``--lowercase``/``--no-lowercase``, ``--vocab``."""
+    parser.add_argument("--codes", default=None,
+                        help="BPE codes the model's text was segmented with (original .pth files carry none)")
+    parser.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None,
+                        help="the model's text was lowercased and stripped of accents (default: as the model says; "
+                             "released XLM 1024 models: --lowercase, XLM-17/100: --no-lowercase)")
+    parser.add_argument("--vocab", default=None, help="vocabulary, for a model-only Hugging Face folder")
+
+
+def model_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments of :func:`xlm.load_pretrained` from :func:`add_model_options`' flags."""
+    return {"codes": args.codes, "lowercase": args.lowercase, "vocab": args.vocab}

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from xlm.cli.common import add_common_flags, log, progress_enabled, run_cli
+from xlm.data import provenance
 
 
 def _tokenize(args: argparse.Namespace) -> None:
@@ -26,6 +27,8 @@ def _tokenize(args: argparse.Namespace) -> None:
         progress=progress_enabled(args),
         errors=args.errors,
     )
+    record = provenance.tokenize_record(args.lang, args.lower_remove_accent, args.pre_segmented)
+    provenance.write_record(args.output, record)
     log(f"tokenized {n} lines")
 
 
@@ -54,6 +57,7 @@ def _apply_bpe(args: argparse.Namespace) -> None:
         progress=progress_enabled(args),
         errors=args.errors,
     )
+    provenance.write_record(args.output, provenance.segment_record(args.input, "bpe", args.codes))
 
 
 def _get_vocab(args: argparse.Namespace) -> None:
@@ -74,6 +78,8 @@ def _binarize(args: argparse.Namespace) -> None:
         errors=args.errors,
     )
     log(stats.summary())
+    for installed in provenance.install_record(args.input, Path(args.output_prefix).parent):
+        log(f"recorded how the text was prepared: {installed}")
     if stats.dropped:
         log(
             f"warning: dropped {sum(stats.dropped.values())} tokens spelled like special words "
@@ -104,6 +110,7 @@ def _spm_encode(args: argparse.Namespace) -> None:
     n = encode_file(
         args.model, args.input, args.output, workers=args.workers, progress=progress_enabled(args), errors=args.errors
     )
+    provenance.write_record(args.output, provenance.segment_record(args.input, "sentencepiece", args.model))
     log(f"encoded {n} lines")
 
 
