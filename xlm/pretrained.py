@@ -3,8 +3,12 @@
 - ``xlm``: our checkpoint file (``{"format": "xlm", ...}``), or a run folder (its best checkpoint,
   else its latest);
 - ``original``: a ``.pth`` from facebookresearch/XLM (``model`` or ``encoder``, ``params``, ``dico_*``);
-- ``hf``: a Hugging Face folder (``config.json``, ``model.safetensors`` or ``pytorch_model.bin``,
-  ``vocab.json``, ``merges.txt``).
+- ``hf``: a Hugging Face folder (``config.json``, ``model.safetensors`` or ``pytorch_model.bin``, and
+  when present ``vocab.json``, ``merges.txt``, ``tokenizer_config.json``): :mod:`xlm.hf_folder`.
+
+What a file does not carry (an original ``.pth`` has no BPE codes and does not say whether its text
+was lowercased; a model-only HF folder has no vocabulary) is given to :func:`load_pretrained`;
+:mod:`xlm.text` refuses raw text rather than guess what is missing.
 
 Every file is opened with :func:`xlm.serialization.safe_load`: loading never runs pickled code.
 """
