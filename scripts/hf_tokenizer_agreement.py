@@ -17,7 +17,8 @@ with transformers 5.x, ``tok(line, lang=L)`` never passes ``lang`` on (``tokeniz
 too ("default call"). A line whose ids differ is attributed by replaying HF's text pipeline with
 some of its steps replaced by ours: the smallest set of steps whose replacement gives our tokens is
 the cause. Printed per file: lines, lines where HF's text pipeline gives our tokens and the id
-agreement on them (BPE + vocabulary), overall id agreement, and the causes with an example each.
+agreement on them (BPE + vocabulary), overall id agreement, the default call's, that of our tokens
+fed with ``bypass_tokenizer=True`` (HF's BPE alone), and the causes with an example each.
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ def measure(path: Path, lang: str, tok, pipe: TextPipeline, dico: Dictionary, lo
         hf_ids = tok.build_inputs_with_special_tokens(tok.convert_tokens_to_ids(hf_pieces))
         default_pieces = tok.tokenize(line)
         default_ids = tok(line)["input_ids"]
+        bypass = tok._tokenize(" ".join(ours_words), bypass_tokenizer=True)  # our tokens, HF's BPE
+        stats["bypass_equal"] += tok.build_inputs_with_special_tokens(tok.convert_tokens_to_ids(bypass)) == ours_ids
         stats["lines"] += 1
         stats["ids_equal"] += hf_ids == ours_ids
         stats["default_equal"] += default_ids == ours_ids
@@ -206,8 +209,8 @@ def main() -> int:
         print(f"HF framing: {tok.convert_ids_to_tokens(tok('a')['input_ids'])}")
         print()
         print("| file | lines | HF tokens = ours | ids equal on those | ids equal, all lines "
-              "| ids equal, default call (lang=en) |")
-        print("|---|---|---|---|---|---|")
+              "| ids equal, default call (lang=en) | ids equal, our tokens + bypass_tokenizer |")
+        print("|---|---|---|---|---|---|---|")
         all_causes = []
         for corpus in (SLICE, SHARED):
             for lang in args.langs:
@@ -220,7 +223,7 @@ def main() -> int:
                 n, same, good = st["lines"], st["same_tokens"], st["same_tokens_ids_equal"]
                 print(f"| {name} | {n} | {same} ({100 * same / n:.2f}%) | {good}/{same} "
                       f"({100 * good / max(same, 1):.2f}%) | {100 * st['ids_equal'] / n:.2f}% | "
-                      f"{100 * st['default_equal'] / n:.2f}% |")
+                      f"{100 * st['default_equal'] / n:.2f}% | {100 * st['bypass_equal'] / n:.2f}% |")
                 all_causes.append((name, r))
         print()
         print("Lines whose ids differ, by cause (the smallest set of HF's steps that, replaced by ours, "
