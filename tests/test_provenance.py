@@ -105,6 +105,7 @@ def test_binarize_without_a_record_warns_and_disagreeing_records_are_refused(tmp
     with pytest.raises(XLMError, match=r"tok.fr.preprocess.json: lower_remove_accent=false but the folder's other "
                                        r"data has lower_remove_accent=true"):
         preprocess(["binarize", "--vocab", str(w / "vocab"), str(w / "tok.fr"), str(tmp_path / "d2" / "train.fr")])
+    assert not (tmp_path / "d2" / "train.fr.bin").exists()  # refused before anything was written
 
 
 def test_codes_changed_after_segmenting_and_a_contradicting_config_are_refused(tmp_path):
@@ -118,6 +119,7 @@ def test_codes_changed_after_segmenting_and_a_contradicting_config_are_refused(t
     (w / "codes").write_text("h e 5\n")
     with pytest.raises(XLMError, match="codes has changed since the text was segmented"):
         preprocess(["binarize", "--vocab", str(w / "vocab"), str(w / "bpe.en"), str(tmp_path / "d" / "train.en")])
+    assert not (tmp_path / "d").exists()
     data = synthetic_folder(tmp_path / "data")
     (data / "preprocess.json").write_text('{"tokenize": true, "lower_remove_accent": true}\n')
     with pytest.raises(XLMError, match="data.preprocess.lower_remove_accent: false but .*preprocess.json says true"):

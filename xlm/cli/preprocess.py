@@ -69,6 +69,7 @@ def _get_vocab(args: argparse.Namespace) -> None:
 def _binarize(args: argparse.Namespace) -> None:
     from xlm.data.binarize import binarize_file
 
+    install = provenance.plan_install(args.input, Path(args.output_prefix).parent)  # refuses before writing
     stats = binarize_file(
         args.vocab,
         args.input,
@@ -78,8 +79,8 @@ def _binarize(args: argparse.Namespace) -> None:
         errors=args.errors,
     )
     log(stats.summary())
-    for installed in provenance.install_record(args.input, Path(args.output_prefix).parent):
-        log(f"recorded how the text was prepared: {installed}")
+    for written in install.apply():
+        log(f"recorded how the text was prepared: {written}")
     if stats.dropped:
         log(
             f"warning: dropped {sum(stats.dropped.values())} tokens spelled like special words "

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -119,35 +120,54 @@ def merge(existing: dict[str, Any], new: dict[str, Any], where: str) -> dict[str
     return out
 
 
-def install_record(input: str | os.PathLike, folder: str | os.PathLike) -> list[str]:
-    """Merge the record of ``input`` into ``folder/preprocess.json`` and copy its codes beside it.
+@dataclass
+class Install:
+    """What ``binarize`` writes into the data folder once the binarized files are in place."""
 
-    Returns what was installed (for the command's log); warns when ``input`` has no record.
+    settings: dict[str, Any] | None = None  # the new preprocess.json, None when unchanged
+    target: Path | None = None
+    copies: list[tuple[bytes, Path]] = field(default_factory=list)
+    warning: str = ""  # said once the data is written (a failed binarize says only why it failed)
+
+    def apply(self) -> list[str]:
+        """Write (or warn); returns the files written (for the command's log)."""
+        if self.warning:
+            warn(self.warning, stacklevel=2)
+        done = []
+        for data, path in self.copies:
+            atomic_write_bytes(path, data)
+            done.append(str(path))
+        if self.settings is not None and self.target is not None:
+            atomic_write_text(self.target, json.dumps(self.settings, indent=2, ensure_ascii=False) + "\n")
+            done.append(str(self.target))
+        return done
+
+
+def plan_install(input: str | os.PathLike, folder: str | os.PathLike) -> Install:
+    """Check that the record of ``input`` fits ``folder`` (before anything is written) and plan the writes.
+
+    The record is merged into ``folder/preprocess.json`` and its codes copied to ``folder/codes``;
+    a clash is an :class:`XLMError`; no record is an :class:`XLMWarning` when the plan is applied.
     """
     folder = Path(folder)
     record = read_record(input)
     if record is None:
         missing = "read from stdin" if str(input) == "-" else f"no {input}{RECORD_SUFFIX}"
-        warn(f"{input}: no record of how this text was prepared ({missing}): {folder} will not say how to "
-             f"tokenize new text (lowercasing, codes) unless its {SETTINGS_FILE} already does; state it in the "
-             "training config as data.preprocess")
-        return []
-    done = []
+        return Install(warning=f"{input}: no record of how this text was prepared ({missing}): {folder} will not "
+                               f"say how to tokenize new text (lowercasing, codes) unless its {SETTINGS_FILE} "
+                               "already does; state it in the training config as data.preprocess")
+    where = str(record_path(input))
     target = folder / SETTINGS_FILE
     existing = check_settings(json.loads(target.read_text(encoding="utf-8")), str(target)) if target.is_file() else {}
-    merged = merge(existing, record, f"{record_path(input)}")
-    for key in ("codes", "spm_model"):
+    merged = merge(existing, record, where)
+    plan = Install(merged if merged != existing else None, target)
+    for key, name in (("codes", CODES_FILE), ("spm_model", "spm.model")):
         if key in record:
-            name = CODES_FILE if key == "codes" else "spm.model"
-            done += _copy_model_file(record[key], folder / name, f"{record_path(input)}")
-    if merged != existing:
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(target, json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
-        done.append(str(target))
-    return done
+            plan.copies += _model_file(record[key], folder / name, where)
+    return plan
 
 
-def _copy_model_file(source: dict[str, str], target: Path, where: str) -> list[str]:
+def _model_file(source: dict[str, str], target: Path, where: str) -> list[tuple[bytes, Path]]:
     src = Path(source["path"])
     try:
         data = src.read_bytes()
@@ -161,8 +181,7 @@ def _copy_model_file(source: dict[str, str], target: Path, where: str) -> list[s
             raise XLMError(f"{target}: holds other codes than {src}, which this text was segmented with; "
                            "one folder holds text segmented one way")
         return []
-    atomic_write_bytes(target, data)
-    return [str(target)]
+    return [(data, target)]
 
 
 def for_training(data_path: str | os.PathLike, stated: dict[str, Any],
