@@ -1,11 +1,19 @@
-"""Vocabulary files: special ids, strict parsing with file:line errors, truncation."""
+"""Vocabulary files: special ids, the original's reading rules (goldens), strict parsing, truncation."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
 
 import pytest
 
 from xlm.data.dictionary import MASK_INDEX, N_SPECIAL, SPECIAL_WORDS, UNK_INDEX, Dictionary
-from xlm.errors import XLMError
+from xlm.errors import XLMError, XLMWarning
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_special_ids_are_the_originals():
@@ -17,13 +25,52 @@ def test_special_ids_are_the_originals():
     assert d.counts[:N_SPECIAL] == [0] * N_SPECIAL and d.counts[14:] == [10, 5]
 
 
-def test_read_vocab_keeps_file_order_and_odd_tokens(tmp_path):
+GOLDEN = json.loads((Path(__file__).parent / "golden" / "dictionary" / "read_vocab.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_read_vocab_gives_the_original_ids(tmp_path, name):
+    """Ids and counts equal those the original's Dictionary.read_vocab gave (tests/golden/dictionary)."""
+    case = GOLDEN[name]
     f = tmp_path / "vocab"
-    f.write_bytes("the 10\ntab\there 7\nnb\u00a0sp 7\n\u2028 3\n".encode())
-    d = Dictionary.read_vocab(f)
-    assert d.id2word[14:] == ["the", "tab\there", "nb\u00a0sp", "\u2028"]  # split on '\n' and the last ' ' only
-    assert Dictionary.read_vocab(f, max_vocab=16).id2word[14:] == ["the", "tab\there"]
-    assert Dictionary.read_vocab(f, min_count=7).id2word[14:] == ["the", "tab\there", "nb\u00a0sp"]
+    f.write_bytes(case["text"].encode("utf-8"))
+
+    def ours(**kw):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", XLMWarning)
+            return Dictionary.read_vocab(f, **kw)
+
+    def check(expected, **kw):
+        if "error" in expected:
+            with pytest.raises(XLMError, match="vocab"):
+                ours(**kw)
+        else:
+            d = ours(**kw)
+            assert d.id2word[N_SPECIAL:] == expected["words"] and d.counts[N_SPECIAL:] == expected["counts"]
+
+    check(case)
+    for n, expected in case["max_vocab"].items():
+        check(expected, max_vocab=int(n))
+    for n, expected in case["min_count"].items():
+        check(expected, min_count=int(n))
+
+
+def test_skipped_lines_are_counted_by_reason_in_one_warning(tmp_path):
+    f = tmp_path / "vocab"
+    f.write_bytes("the 10\nli\u2028ne 9\nnb\u00a0sp 9\ntab\there 8\nthe 8\n<s> 7\nchat 3\n".encode())
+    with pytest.warns(XLMWarning) as record:
+        d = Dictionary.read_vocab(f)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "skipped 5 lines" in message and "1 holding U+2028" in message
+    assert "2 not two whitespace-separated fields" in message and "1 duplicate" in message
+    assert "1 special words" in message
+    assert d.id2word[N_SPECIAL:] == ["the", "chat"] and d.index("chat") == 15  # the original's id, not 20
+    clean = tmp_path / "clean"
+    clean.write_text("a 2\nb 1\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(Dictionary.read_vocab(clean)) == N_SPECIAL + 2  # nothing skipped, no warning
 
 
 @pytest.mark.parametrize(("text", "line", "what"), [
@@ -34,12 +81,30 @@ def test_read_vocab_keeps_file_order_and_odd_tokens(tmp_path):
     ("a 3\n<unk> 2\n", 2, "special token '<unk>'"),
     ("a 3\nb c 2\n", 2, "expected 'TOKEN COUNT'"),
     ("a 3\r\n", 1, "CRLF"),
+    ("a 3\nli\u2028ne 2\n", 2, "token .* holds whitespace or U\\+2028"),
+    ("a 3\ntab\there 2\n", 2, "token .* holds whitespace or U\\+2028"),
+    ("a 3\nnb\u00a0sp 2\n", 2, "token .* holds whitespace or U\\+2028"),
 ])
-def test_malformed_vocab_names_file_and_line(tmp_path, text, line, what):
+def test_strict_reading_refuses_what_the_original_skips_naming_file_and_line(tmp_path, text, line, what):
     f = tmp_path / "vocab.txt"
-    f.write_text(text)
+    f.write_bytes(text.encode())
     with pytest.raises(XLMError, match=f"vocab.txt:{line}: {what}"):
-        Dictionary.read_vocab(f)
+        Dictionary.read_vocab(f, strict=True)
+
+
+def test_check_command_refuses_a_vocabulary_the_original_reads_differently(tmp_path):
+    text = tmp_path / "train.bpe.en"
+    text.write_text("the chat\n")
+    vocab = tmp_path / "vocab.in"
+    vocab.write_bytes(b"the 10\nchat 3\n")
+    run = [sys.executable, str(ROOT / "preprocess.py")]
+    subprocess.run(run + ["binarize", "--vocab", str(vocab), str(text), str(tmp_path / "data" / "train.en")],
+                   check=True, capture_output=True)
+    ok = subprocess.run(run + ["check", str(tmp_path / "data" / "train.en")], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    (tmp_path / "data" / "vocab").write_bytes("the 10\nli\u2028ne 5\nchat 3\n".encode())
+    bad = subprocess.run(run + ["check", str(tmp_path / "data" / "train.en")], capture_output=True, text=True)
+    assert bad.returncode == 1 and "vocab:2: token" in bad.stderr and "holds whitespace or U+2028" in bad.stderr
 
 
 def test_invalid_utf8_and_missing_file(tmp_path):

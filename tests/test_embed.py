@@ -92,3 +92,17 @@ def test_retrieval_command_line(tmp_path):
                           "--src", str(tmp_path / "src"), "--tgt", str(tmp_path / "short")],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "must be aligned" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_retrieval_command_line_takes_the_codes_an_original_pth_lacks(tmp_path):
+    pth = xlm.save_pretrained(model(), tmp_path / "released.pth", format="original")
+    (tmp_path / "codes").write_text(CODES)
+    (tmp_path / "src").write_text("Hello World\nworld hello\n")
+    args = [sys.executable, "-m", "xlm.evaluate", "retrieval", "--model", str(pth), "--pair", "en-fr",
+            "--src", str(tmp_path / "src"), "--tgt", str(tmp_path / "src")]
+    bare = subprocess.run(args, capture_output=True, text=True)
+    assert bare.returncode == 1 and bare.stderr.count("\n") == 1 and "pass codes=PATH" in bare.stderr
+    ok = subprocess.run(args + ["--codes", str(tmp_path / "codes"), "--lowercase"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "warning" not in ok.stderr, ok.stderr
+    cased = subprocess.run(args + ["--codes", str(tmp_path / "codes")], capture_output=True, text=True)
+    assert cased.returncode == 0 and "warning: " in cased.stderr and "--lowercase" in cased.stderr

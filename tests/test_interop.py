@@ -244,3 +244,83 @@ def test_convert_checkpoint_script(tmp_path):
     bad = subprocess.run([sys.executable, script, str(tmp_path / "missing.pth"), str(tmp_path / "x"), "--format", "hf"],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "missing.pth" in bad.stderr
+    # a released .pth carries no codes and does not say it lowercased: the options put both into the export
+    (tmp_path / "codes").write_text("w 1 10\nw1 2</w> 5\n")
+    out = subprocess.run([sys.executable, script, str(tmp_path / "orig.pth"), str(tmp_path / "hf2"), "--format", "hf",
+                          "--codes", str(tmp_path / "codes"), "--lowercase"], capture_output=True, text=True)
+    assert out.returncode == 0 and "warning" not in out.stderr, out.stderr
+    assert (tmp_path / "hf2" / "merges.txt").read_text() == "w 1 10\nw1 2</w> 5\n"
+    assert json.loads((tmp_path / "hf2" / "tokenizer_config.json").read_text())["do_lowercase_and_remove_accent"]
+    assert xlm.load_pretrained(tmp_path / "hf2").lowercase is True
+
+
+# -- the exported tokenizer and generate() ----------------------------------------------------------
+GOLDEN_BPE = os.path.join(os.path.dirname(__file__), "golden", "bpe")
+SLICE_MONO = os.path.join(os.path.dirname(__file__), "..", "data", "msgcorpus", "mono")
+
+
+def test_exported_tokenizer_frames_lowercases_and_gives_our_ids(tmp_path):
+    """XLMTokenizer.from_pretrained on our export, with the language's rules (HF's _tokenize(lang=...)),
+    gives our ids on the slice's test lines, except where HF deletes control characters that Moses'
+    remove-non-printing-char turns into spaces (scripts/hf_tokenizer_agreement.py measures it all)."""
+    import unicodedata
+    import warnings
+
+    from transformers import XLMTokenizer
+
+    from xlm.errors import XLMWarning
+    from xlm.text import prepare
+
+    dico = Dictionary.read_vocab(os.path.join(GOLDEN_BPE, "vocab.txt"))
+    with open(os.path.join(GOLDEN_BPE, "codes.txt"), encoding="utf-8") as f:
+        codes = f.read()
+    cfg = ModelConfig(emb_dim=16, n_layers=1, n_heads=2, max_positions=256)
+    p = xlm.Pretrained(TransformerModel(cfg, len(dico), 2), dico, {"en": 0, "fr": 1}, bpe_codes=codes,
+                       lowercase=True)
+    tok = XLMTokenizer.from_pretrained(xlm.save_pretrained(p, tmp_path / "hf", format="hf"))
+    assert tok.do_lowercase_and_remove_accent is True
+    assert tok("Hello")["input_ids"][0] == tok("Hello")["input_ids"][-1] == 1  # </s> ... </s>, as training
+    for lang in ("en", "fr"):
+        with open(os.path.join(SLICE_MONO, f"test.{lang}"), encoding="utf-8") as f:
+            lines = f.read().split("\n")[:300]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", XLMWarning)  # a 1,000-piece vocabulary: many <unk>, on both sides
+            _, ours = prepare(p, lines, lang)
+        differ = [line for line, ids in zip(lines, ours)
+                  if tok.build_inputs_with_special_tokens(tok.convert_tokens_to_ids(tok._tokenize(line, lang=lang)))
+                  != ids]
+        assert len(differ) <= 0.02 * len(lines), (lang, differ[:3])
+        assert all(any(unicodedata.category(c).startswith("C") for c in line) for line in differ), differ[:3]
+
+
+def test_generate_on_a_clm_export_uses_the_mask_and_language_and_can_decode_causally(tmp_path):
+    p = ours(n_langs=2, causal=True)
+    folder = xlm.save_pretrained(p, tmp_path / "clm", format="hf")
+    conf = json.loads((folder / "config.json").read_text())
+    assert (conf["mask_token_id"], conf["lang_id"], conf["bos_token_id"], conf["eos_token_id"],
+            conf["pad_token_id"], conf["causal"]) == (5, 0, 1, 1, 2, True)
+    assert json.loads((folder / "generation_config.json").read_text()) == {
+        "bos_token_id": 1, "eos_token_id": 1, "pad_token_id": 2}
+    hf = XLMWithLMHeadModel.from_pretrained(folder).eval()
+    hf.config.lang_id = hf.generation_config.lang_id = p.lang2id["fr"]
+    prompt = torch.tensor([[1, 20, 31, 42]])
+
+    def greedy(append_mask: bool, n: int) -> list[int]:
+        x = prompt
+        for _ in range(n):
+            y = torch.cat([x, torch.tensor([[5]])], 1) if append_mask else x
+            with torch.no_grad():
+                nxt = p.model.predict(p.model(y, langs=torch.full_like(y, 1), causal=True)[:, -1]).argmax(-1)
+            x = torch.cat([x, nxt[:, None]], 1)
+            if int(nxt) == 1:
+                break
+        return x[0, prompt.shape[1]:].tolist()
+
+    # as HF implements it for XLM: append mask_token_id, read the prediction there (MLM-style decoding)
+    plain = hf.generate(prompt, max_new_tokens=6, do_sample=False)[0, prompt.shape[1]:].tolist()
+    assert plain == greedy(True, 6)[: len(plain)] and len(plain) == len(greedy(True, 6))
+    # causal decoding, as the model was trained: the override docs/transfer.md gives
+    hf.prepare_inputs_for_generation = lambda input_ids, **kw: {"input_ids": input_ids,
+                                                                "langs": torch.full_like(input_ids, 1)}
+    causal = hf.generate(prompt, max_new_tokens=6, do_sample=False, use_cache=False)[0, prompt.shape[1]:].tolist()
+    assert causal == greedy(False, 6)

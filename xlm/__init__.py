@@ -3,8 +3,9 @@
 Notebook API::
 
     import xlm
-    p = xlm.load_pretrained(path)            # original .pth, HF folder or ours: auto-detected
-    h = p.model(tokens, langs=langs)         # (batch, seq) -> (batch, seq, emb_dim)
+    p = xlm.load_pretrained(path)            # original .pth (codes=..., lowercase=...), HF folder or ours
+    tokens, lengths, langs = p.tokenize(["raw text"], lang="en")   # as the training text was prepared
+    h = p.model(tokens, lengths=lengths, langs=langs)              # (batch, seq) -> (batch, seq, emb_dim)
     logits = p.model.predict(h)              # (..., n_words) for the positions passed in
     xlm.save_pretrained(p, out, format="hf") # or "original", "xlm"
 """

@@ -11,7 +11,8 @@ Every file is a dict of tensors, numbers, strings, lists and dicts, so it loads 
 
 ``format`` ("xlm"), ``version`` (1), ``model`` (plain state dict), ``model_config``, ``n_words``,
 ``lang2id``, ``dictionary`` (``{"words": id2word, "counts": [...]}``), ``config`` (the resolved run
-config), ``bpe_codes`` (text of ``DATA/codes`` or None), ``step``.
+config), ``bpe_codes`` (text of ``DATA/codes`` or None), ``text_settings`` (how raw text was prepared:
+the data folder's ``preprocess.json``, see :mod:`xlm.data.provenance`; None when unknown), ``step``.
 
 Training checkpoints add ``optimizer``, ``scheduler``, ``scaler``, ``train_state`` (counters, best
 metric, early-stopping counter), ``samplers`` and ``rng`` (one entry per rank).
@@ -63,7 +64,8 @@ def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def model_payload(model: nn.Module, model_cfg: ModelConfig, lang2id: dict[str, int], dictionary: Dictionary,
-                  config: Config, bpe_codes: str | None, step: int) -> dict[str, Any]:
+                  config: Config, bpe_codes: str | None, step: int,
+                  text_settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """The keys of the checkpoint format contract."""
     bare = unwrap(model)
     return {
@@ -76,6 +78,7 @@ def model_payload(model: nn.Module, model_cfg: ModelConfig, lang2id: dict[str, i
         "dictionary": {"words": list(dictionary.id2word), "counts": [int(c) for c in dictionary.counts]},
         "config": to_dict(config),
         "bpe_codes": bpe_codes,
+        "text_settings": dict(text_settings) if text_settings is not None else None,
         "step": int(step),
     }
 

@@ -68,6 +68,9 @@ class DataConfig:
     max_len: int = 100
     group_by_size: bool = True
     lg_sampling_factor: float = -1.0
+    # how the folder's raw text was prepared, for folders without preprocess.json (see xlm.data.provenance),
+    # e.g. {tokenize: true, lower_remove_accent: true}; checkpoints record it so that encode() redoes it
+    preprocess: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, prefix: str = "data") -> None:
         _positive(self, prefix, "bptt", "batch_size")

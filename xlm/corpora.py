@@ -22,10 +22,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from xlm.config import Config
+from xlm.data import provenance
 from xlm.data.datasets import (
     ParallelDataset,
     ParallelSampler,
@@ -68,6 +70,7 @@ class TrainingData:
     eval_sets: dict[tuple[str, Task], StreamDataset | ParallelDataset] = field(default_factory=dict)
     skipped_evals: dict[tuple[str, Task], str] = field(default_factory=dict)  # (split, task) -> why
     fingerprint: str = ""  # vocabulary + the size of every corpus read: "same data" for run-folder checks
+    text_settings: dict[str, Any] | None = None  # how raw text was prepared (xlm.data.provenance); None: unknown
 
 
 def has_predictable_token(corpus: IndexedDataset, n_words: int, n_sentences: int | None = None) -> bool:
@@ -105,6 +108,9 @@ def load_data(cfg: Config, tasks: list[Task], dist: DistInfo, warn: Callable[[st
                        "nothing could be predicted")
     codes = root / "codes"
     bpe_codes = codes.read_text(encoding="utf-8") if codes.is_file() else None
+    text_settings, problems = provenance.for_training(root, d.preprocess, any(w.endswith("@@") for w in full.id2word))
+    for problem in problems:
+        warn(problem)
     lang2id = {lang: i for i, lang in enumerate(d.langs)}
     n_words = len(dico)
     opened: dict[Path, IndexedDataset] = {}
@@ -147,7 +153,7 @@ def load_data(cfg: Config, tasks: list[Task], dist: DistInfo, warn: Callable[[st
                 eval_sets[(split, task)] = eds
     _report_skipped(skipped, cfg, warn)
     return TrainingData(dico, lang2id, bpe_codes, sources, sizes, eval_sets, skipped,
-                        _fingerprint(full.fingerprint(), opened))
+                        _fingerprint(full.fingerprint(), opened), text_settings)
 
 
 def _unusable(ds: StreamDataset | ParallelDataset, task: Task, cfg: Config, n_words: int) -> str:

@@ -1,8 +1,8 @@
 """Sentence and token embeddings from any pretrained model, raw text in.
 
-The model's own pipeline is applied: Moses tokenization (lowercase + accent removal when the model
-was trained that way), its BPE codes, and the original framing ``</s> w1 ... wn </s>``. Sentences
-are batched by length and run without gradients on the model's device.
+The model's own pipeline is applied (:mod:`xlm.text`: its tokenizer settings, BPE codes and
+dictionary, and the original framing ``</s> w1 ... wn </s>``). Sentences are batched by length and
+run without gradients on the model's device.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor
 
-from xlm.data.dictionary import EOS_INDEX, PAD_INDEX
+from xlm import text
 from xlm.errors import XLMError
+from xlm.text import TextPipeline
 
 if TYPE_CHECKING:
     from xlm.pretrained import Pretrained
@@ -31,45 +32,9 @@ class TokenStates:
     states: Tensor
 
 
-def codes_from_text(text: str) -> list[tuple[str, str, int]]:
-    out = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        parts = line.split(" ")
-        if len(parts) != 3 or not parts[2].isdigit():
-            raise XLMError(f"bpe codes (in checkpoint), line {lineno}: expected 'LEFT RIGHT COUNT'")
-        out.append((parts[0], parts[1], int(parts[2])))
-    return out
-
-
-class TextPipeline:
-    """Raw sentence -> BPE pieces, exactly as the model's training data was prepared."""
-
-    def __init__(self, bpe_codes: str | None, lowercase: bool):
-        from xlm.data.bpe import BPE
-
-        self.bpe = BPE(codes_from_text(bpe_codes)) if bpe_codes else None
-        self.lowercase = lowercase
-        self._tokenizers: dict = {}
-
-    def __call__(self, sentence: str, lang: str, tokenized: bool = False) -> list[str]:
-        if not tokenized:
-            tok = self._tokenizers.get(lang)
-            if tok is None:
-                from xlm.data.tokenize import Tokenizer
-
-                tok = self._tokenizers[lang] = Tokenizer(lang, lower_remove_accent=self.lowercase)
-            sentence = tok(sentence)
-        if self.bpe is not None:
-            sentence = self.bpe.apply([sentence])[0]
-        return sentence.split()
-
-
 def _pipeline(p: Pretrained) -> TextPipeline:
-    pipe = getattr(p, "_pipeline", None)
-    if pipe is None:
-        pipe = TextPipeline(p.bpe_codes, p.lowercase)
-        object.__setattr__(p, "_pipeline", pipe)
-    return pipe
+    """The model's raw-text pipeline (see :func:`xlm.text.pipeline`; kept for callers of this name)."""
+    return text.pipeline(p)
 
 
 @torch.no_grad()
@@ -92,29 +57,20 @@ def encode(
     """
     if pooling not in ("first", "mean"):
         raise XLMError(f"pooling: expected 'first' or 'mean', got {pooling!r}")
-    if lang not in p.lang2id and len(p.lang2id) > 1:
-        raise XLMError(f"lang: {lang!r} is not a language of this model ({', '.join(sorted(p.lang2id))})")
     model = p.model
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    pipe = _pipeline(p)
-    max_pieces = model.position_embeddings.num_embeddings - 2
-    pieces = [pipe(s, lang, tokenized)[:max_pieces] for s in sentences]
-    ids = [[EOS_INDEX, *p.dictionary.encode(ps), EOS_INDEX] for ps in pieces]
-    lang_id = p.lang2id.get(lang, 0)
+    pieces, ids = text.prepare(p, sentences, lang, tokenized)
+    lang_id = text.check_lang(p, lang)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     pooled: list[Tensor | None] = [None] * len(ids)
     tokens: list[TokenStates | None] = [None] * len(ids)
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            lengths = torch.tensor([len(ids[i]) for i in idx])
-            x = torch.full((len(idx), int(lengths.max())), PAD_INDEX, dtype=torch.long)
-            for row, i in enumerate(idx):
-                x[row, : len(ids[i])] = torch.tensor(ids[i])
-            x, lengths = x.to(device), lengths.to(device)
-            h = model(x, lengths=lengths, langs=lang_id if model.use_lang_emb else None, causal=p.causal).float()
+            x, lengths, langs = text.pad([ids[i] for i in idx], lang_id, device)
+            h = model(x, lengths=lengths, langs=langs, causal=p.causal).float()
             for row, i in enumerate(idx):
                 n = len(ids[i])
                 if per_token:

@@ -13,3 +13,17 @@ class XLMError(Exception):
         if "\n" in text or "\r" in text:
             text = " ".join(text.split())
         super().__init__(text)
+
+
+class XLMWarning(UserWarning):
+    """Something done the best way possible but not exactly as asked: counts in the message say how much.
+
+    Command-line entry points print it as one ``warning: ...`` line on stderr.
+    """
+
+
+def warn(message: str, stacklevel: int = 1) -> None:
+    """Issue a one-line :class:`XLMWarning`; ``stacklevel`` counts from the function calling ``warn``."""
+    import warnings
+
+    warnings.warn(XLMWarning(" ".join(str(message).split())), stacklevel=stacklevel + 2)

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from xlm.cli.common import add_model_options, model_options, show_warnings_as_lines
 from xlm.errors import XLMError
 
 
@@ -21,7 +22,7 @@ def _retrieval(args: argparse.Namespace) -> None:
     src_lang, _, tgt_lang = args.pair.partition("-")
     if not src_lang or not tgt_lang:
         raise XLMError(f"--pair: expected 'src-tgt' such as en-fr, got {args.pair!r}")
-    p = load_pretrained(args.model, device=args.device)
+    p = load_pretrained(args.model, device=args.device, **model_options(args))
     src, tgt = read_lines(args.src, args.limit), read_lines(args.tgt, args.limit)
     if len(src) != len(tgt):
         raise XLMError(f"{args.src} has {len(src)} lines but {args.tgt} has {len(tgt)}: files must be aligned")
@@ -75,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--limit", type=int, default=None, help="use only the first N pairs")
     r.add_argument("--device", default="cpu")
     r.add_argument("--json", action="store_true", help="also print the scores as JSON")
+    add_model_options(r)
     r.set_defaults(func=_retrieval)
     args = ap.parse_args(argv)
+    show_warnings_as_lines()
     try:
         args.func(args)
     except XLMError as e:

@@ -70,6 +70,8 @@ class FtRunConfig:
 class FtModelConfig:
     path: str = ""                      # pretrained model: our checkpoint/run folder, original .pth, HF folder
     lowercase: bool | None = None       # null: as the checkpoint says; true/false: override
+    codes: str = ""                     # BPE codes, for models that do not carry them (original .pth)
+    vocab: str = ""                     # vocabulary, for a model-only Hugging Face folder
     classifier_dropout: float = 0.1
 
 
@@ -253,9 +255,8 @@ class Finetuner:
         self.dist: DistInfo = get_dist_info()
         self.device = pick_device(self.dist)
         init_distributed(self.dist, self.device)
-        self.pretrained = p = load_pretrained(cfg.model.path)
-        if cfg.model.lowercase is not None:
-            p.lowercase = cfg.model.lowercase
+        self.pretrained = p = load_pretrained(cfg.model.path, codes=cfg.model.codes or None,
+                                              lowercase=cfg.model.lowercase, vocab=cfg.model.vocab or None)
         for lang in cfg.data.langs:
             if len(p.lang2id) > 1 and lang not in p.lang2id:
                 raise XLMError(f"data.langs: {lang!r} is not a language of the model ({', '.join(sorted(p.lang2id))})")
@@ -375,7 +376,7 @@ class Finetuner:
     def _payload(self) -> dict[str, Any]:
         p = self.pretrained
         out = model_payload(self.model.encoder, unwrap(p.model).cfg, p.lang2id, p.dictionary, self.cfg,
-                            p.bpe_codes, self.step)
+                            p.bpe_codes, self.step, p.text_settings)
         out.update({"lowercase": p.lowercase, "causal": False, "labels": list(self.cfg.data.labels),
                     "classifier": {k: v.detach().cpu() for k, v in self.model.proj.state_dict().items()}})
         return out

@@ -3,8 +3,12 @@
 - ``xlm``: our checkpoint file (``{"format": "xlm", ...}``), or a run folder (its best checkpoint,
   else its latest);
 - ``original``: a ``.pth`` from facebookresearch/XLM (``model`` or ``encoder``, ``params``, ``dico_*``);
-- ``hf``: a Hugging Face folder (``config.json``, ``model.safetensors`` or ``pytorch_model.bin``,
-  ``vocab.json``, ``merges.txt``).
+- ``hf``: a Hugging Face folder (``config.json``, ``model.safetensors`` or ``pytorch_model.bin``, and
+  when present ``vocab.json``, ``merges.txt``, ``tokenizer_config.json``): :mod:`xlm.hf_folder`.
+
+What a file does not carry (an original ``.pth`` has no BPE codes and does not say whether its text
+was lowercased; a model-only HF folder has no vocabulary) is given to :func:`load_pretrained`;
+:mod:`xlm.text` refuses raw text rather than guess what is missing.
 
 Every file is opened with :func:`xlm.serialization.safe_load`: loading never runs pickled code.
 """
@@ -12,44 +16,94 @@ Every file is opened with :func:`xlm.serialization.safe_load`: loading never run
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from xlm.config import ModelConfig
-from xlm.data.dictionary import Dictionary
-from xlm.errors import XLMError
-from xlm.io import atomic_write_text
+from xlm.data.dictionary import N_SPECIAL, Dictionary
+from xlm.errors import XLMError, warn
 from xlm.model import interop
 from xlm.model.transformer import TransformerModel
 from xlm.serialization import atomic_save, safe_load
+
+if TYPE_CHECKING:
+    from xlm.text import Inputs
 
 Format = Literal["xlm", "original", "hf"]
 FORMAT_VERSION = 1
 
 
-@dataclass
 class Pretrained:
-    """A model with everything needed to feed it: vocabulary, language ids, BPE codes."""
+    """A model with everything needed to feed it raw text: vocabulary, language ids, BPE codes, text settings.
 
-    model: TransformerModel
-    dictionary: Dictionary
-    lang2id: dict[str, int]
-    causal: bool = False
-    bpe_codes: str | None = None
-    lowercase: bool = False
-    config: dict | None = field(default=None, repr=False)
-    source: str = ""
+    ``text_settings`` say how the training text was prepared (the data folder's ``preprocess.json``,
+    see :mod:`xlm.data.provenance`; None when the checkpoint does not say, as for original ``.pth``
+    files). ``lowercase`` reads and sets their ``lower_remove_accent``. ``dictionary`` is None for a
+    model-only Hugging Face folder.
+    """
+
+    def __init__(
+        self,
+        model: TransformerModel,
+        dictionary: Dictionary | None,
+        lang2id: dict[str, int],
+        causal: bool = False,
+        bpe_codes: str | None = None,
+        lowercase: bool | None = None,
+        config: dict | None = None,
+        source: str = "",
+        text_settings: dict[str, Any] | None = None,
+        path: str = "",
+    ):
+        self.model = model
+        self.dictionary = dictionary
+        self.lang2id = lang2id
+        self.causal = causal
+        self.bpe_codes = bpe_codes
+        self.config = config
+        self.source = source
+        self.path = path
+        self.text_settings = dict(text_settings) if text_settings is not None else None
+        if lowercase is not None:
+            self.lowercase = lowercase
+
+    def __repr__(self) -> str:
+        n = len(self.dictionary) if self.dictionary is not None else "no"
+        return (f"Pretrained({self.source or 'in memory'} {self.path}, {n} words, langs {sorted(self.lang2id)}, "
+                f"causal={self.causal}, codes={'yes' if self.bpe_codes else 'no'}, text_settings={self.text_settings})")
+
+    @property
+    def lowercase(self) -> bool | None:
+        """Whether training text was lowercased and stripped of accents (None: not recorded)."""
+        return None if self.text_settings is None else bool(self.text_settings.get("lower_remove_accent", False))
+
+    @lowercase.setter
+    def lowercase(self, value: bool) -> None:
+        from xlm.text import DEFAULT_SETTINGS
+
+        base = self.text_settings if self.text_settings is not None else DEFAULT_SETTINGS
+        self.text_settings = {**base, "lower_remove_accent": bool(value)}
 
     @property
     def id2lang(self) -> dict[int, str]:
         return {i: lang for lang, i in self.lang2id.items()}
+
+    def tokenize(self, sentences: Sequence[str], lang: str, *, tokenized: bool = False) -> Inputs:
+        """Raw sentences -> ``(ids, lengths, langs)`` for ``self.model``, prepared as the training text was.
+
+        ``ids`` ``(batch, seq)`` int64, each sentence framed ``</s> w1 ... wn </s>`` and right-padded with
+        ``<pad>``; ``lengths`` ``(batch,)``; ``langs`` ``(batch, seq)`` the id of ``lang``; all on the
+        model's device. ``tokenized=True`` skips the tokenizer (BPE is still applied). Raises
+        :class:`XLMError` when the model lacks what raw text needs (codes, vocabulary); see :mod:`xlm.text`.
+        """
+        from xlm.text import tokenize
+
+        return tokenize(self, sentences, lang, tokenized)
 
     def encode(self, sentences: Sequence[str], lang: str, **kwargs: Any) -> Any:
         """Sentence embeddings (or per-token states) of raw sentences: see :func:`xlm.embed.encode`."""
@@ -60,17 +114,34 @@ class Pretrained:
 
 # -- loading ------------------------------------------------------------------------------------
 def load_pretrained(
-    path: str | os.PathLike, *, causal: bool | None = None, device: str | torch.device = "cpu"
+    path: str | os.PathLike,
+    *,
+    causal: bool | None = None,
+    device: str | torch.device = "cpu",
+    codes: str | os.PathLike | None = None,
+    lowercase: bool | None = None,
+    vocab: str | os.PathLike | None = None,
 ) -> Pretrained:
     """Load an original ``.pth``, a Hugging Face folder, or one of our checkpoints / run folders.
 
-    ``causal`` overrides what the checkpoint says; use it for Hugging Face hub CLM models, whose
-    configs say ``causal: false`` (a name containing ``clm`` is taken as causal otherwise).
+    What a file does not carry can be supplied (and what it carries overridden):
+
+    - ``codes``: the BPE codes file the training text was segmented with (fastBPE ``codes`` or a
+      Hugging Face ``merges.txt``). Original ``.pth`` files carry none, and raw text cannot be fed
+      to a BPE vocabulary without them.
+    - ``lowercase``: whether the training text was lowercased with accents removed (the released
+      XLM 1024 models: True; XLM-17/100: False). Original ``.pth`` files do not say.
+    - ``vocab``: the vocabulary (``TOKEN COUNT`` file or Hugging Face ``vocab.json``), for a
+      model-only Hugging Face folder; a longer one is cut to the model's rows, as the original does.
+    - ``causal``: Hugging Face hub CLM configs say ``causal: false`` (a name containing ``clm`` is
+      taken as causal otherwise).
     """
     path = Path(path)
     if path.is_dir():
         if (path / "config.json").exists():
-            p = _load_hf(path, causal)
+            from xlm.hf_folder import load_hf
+
+            p = load_hf(path, causal)
         else:
             p = _load_ours(find_checkpoint(path), causal)
     elif path.exists():
@@ -85,8 +156,50 @@ def load_pretrained(
             raise XLMError(f"{path}: unrecognised checkpoint (keys: {', '.join(map(str, list(ckpt)[:8]))})")
     else:
         raise XLMError(f"{path}: no such file or folder")
+    if vocab is not None:
+        p.dictionary = _read_vocab_option(Path(vocab), p.model.n_words)
+    if codes is not None:
+        text = _read_codes_option(Path(codes))
+        if p.bpe_codes is not None and p.bpe_codes != text:
+            warn(f"{path}: using the codes of {codes}, not those the checkpoint carries")
+        p.bpe_codes = text
+    if lowercase is not None:
+        p.lowercase = lowercase
     p.model.to(device).eval()
     return p
+
+
+def _read_codes_option(path: Path) -> str:
+    """fastBPE codes (``LEFT RIGHT COUNT``) or HF merges (``LEFT RIGHT``, ``#version`` header) -> codes text."""
+    from xlm.data.bpe import read_codes
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise XLMError(f"codes: {path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise XLMError(f"codes: {path}: not UTF-8 text") from None
+    first = text.split("\n", 1)[0]
+    if first.startswith("#version") or len(first.split(" ")) == 2:
+        text = interop.codes_from_merges(text, str(path))
+        return text
+    return "".join(f"{a} {b} {n}\n" for a, b, n in read_codes(path))  # checks every line
+
+
+def _read_vocab_option(path: Path, n_words: int) -> Dictionary:
+    if path.suffix == ".json":
+        from xlm.hf_folder import read_json
+
+        dico = interop.dictionary_from_hf_vocab(read_json(path), str(path))
+    else:
+        dico = Dictionary.read_vocab(path)
+    if len(dico) > n_words:
+        warn(f"vocab: {path} has {len(dico)} words but the model {n_words} rows: keeping the first {n_words}, "
+             "as the original's max_vocab")
+        dico = Dictionary(dico.id2word[N_SPECIAL:n_words], dico.counts[N_SPECIAL:n_words])
+    elif len(dico) < n_words:
+        raise XLMError(f"vocab: {path} has {len(dico)} words but the model has {n_words} embedding rows")
+    return dico
 
 
 def find_checkpoint(run_dir: Path) -> Path:
@@ -129,12 +242,25 @@ def _from_ours(ckpt: dict, path: Path, causal: bool | None) -> Pretrained:
     if causal is None and config:
         obj = config.get("objectives", {})
         causal = bool(obj.get("clm")) and not obj.get("mlm")
-    lowercase = ckpt.get("lowercase")
-    if lowercase is None and config and config.get("data", {}).get("path"):
-        from xlm.data.pipeline import read_text_settings  # training checkpoints: ask the data folder
+    return Pretrained(model, dico, lang2id, bool(causal), ckpt.get("bpe_codes"), None, config, "xlm",
+                      _settings_of_ours(ckpt), str(path))
 
-        lowercase = read_text_settings(config["data"]["path"]).get("lower_remove_accent")
-    return Pretrained(model, dico, lang2id, bool(causal), ckpt.get("bpe_codes"), bool(lowercase), config, "xlm")
+
+def _settings_of_ours(ckpt: dict) -> dict | None:
+    """``text_settings``; checkpoints written before it existed: ``lowercase``, else the data folder's record."""
+    if ckpt.get("text_settings") is not None:
+        return dict(ckpt["text_settings"])
+    from xlm.data import provenance
+    from xlm.text import DEFAULT_SETTINGS
+
+    if ckpt.get("lowercase") is not None:
+        return {**DEFAULT_SETTINGS, "lower_remove_accent": bool(ckpt["lowercase"])}
+    data_path = ((ckpt.get("config") or {}).get("data") or {}).get("path")
+    if data_path:
+        settings, _ = provenance.for_training(data_path, {}, bpe_vocab=False)
+        if provenance.known(settings):
+            return settings
+    return None
 
 
 def _from_original(ckpt: dict, path: Path, causal: bool | None) -> Pretrained:
@@ -156,66 +282,8 @@ def _from_original(ckpt: dict, path: Path, causal: bool | None) -> Pretrained:
     if causal is None:
         clm, mlm = params.get("clm_steps") or [], params.get("mlm_steps") or []
         causal = bool(clm) and not mlm
-    return Pretrained(model, dico, lang2id, bool(causal), None, False, None, "original")
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise XLMError(f"{path}: missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise XLMError(f"{path}: invalid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise XLMError(f"{path}: expected a JSON object")
-    return data
-
-
-def _load_hf(folder: Path, causal: bool | None) -> Pretrained:
-    conf = _read_json(folder / "config.json")
-    if conf.get("model_type", "xlm") != "xlm":
-        raise XLMError(f"{folder / 'config.json'}: model_type {conf.get('model_type')!r} is not 'xlm'")
-    cfg, n_words, n_langs = interop.model_config_from_hf(conf)
-    ours = conf.get("xlm") or {}
-    if isinstance(ours.get("model_config"), dict):  # written by us: keeps fields HF does not know
-        cfg = dataclasses.replace(cfg, **{k: v for k, v in ours["model_config"].items() if k in ("pre_norm",)})
-    lang2id = {str(k): int(v) for k, v in (conf.get("lang2id") or {}).items()}
-    if not lang2id and isinstance(conf.get("id2lang"), dict):
-        lang2id = {str(v): int(k) for k, v in conf["id2lang"].items()}
-    if (folder / "model.safetensors").exists():
-        try:
-            from safetensors.torch import load_file
-        except ImportError:
-            raise XLMError("reading model.safetensors needs the safetensors package: pip install safetensors") from None
-        try:
-            state = load_file(str(folder / "model.safetensors"))
-        except Exception as e:  # safetensors raises its own error types
-            raise XLMError(f"{folder / 'model.safetensors'}: corrupt ({str(e)[:120]})") from None
-    elif (folder / "pytorch_model.bin").exists():
-        state = safe_load(folder / "pytorch_model.bin")
-    else:
-        raise XLMError(f"{folder}: neither model.safetensors nor pytorch_model.bin")
-    state = interop.hf_state_to_ours(state)
-    model = TransformerModel(cfg, n_words, max(n_langs, 1))
-    interop.load_state_into(model, state, str(folder))
-    dico = interop.dictionary_from_hf_vocab(_read_json(folder / "vocab.json"), str(folder / "vocab.json"))
-    if len(dico) != n_words:
-        raise XLMError(f"{folder / 'vocab.json'}: {len(dico)} tokens but the model has {n_words} embedding rows")
-    codes = None
-    if (folder / "merges.txt").exists():
-        codes = interop.codes_from_merges(
-            (folder / "merges.txt").read_text(encoding="utf-8"), str(folder / "merges.txt")
-        )
-    lowercase = False
-    if (folder / "tokenizer_config.json").exists():
-        lowercase = bool(_read_json(folder / "tokenizer_config.json").get("do_lowercase_and_remove_accent", False))
-    if causal is None:
-        if "causal" in ours:
-            causal = bool(ours["causal"])
-        else:  # hub CLM configs say causal: false; their names say clm
-            name = f"{conf.get('_name_or_path', '')} {folder.name}".lower()
-            causal = bool(conf.get("causal", False)) or "clm" in name
-    return Pretrained(model, dico, lang2id, bool(causal), codes, lowercase, None, "hf")
+    # an original checkpoint records neither its codes nor how its text was tokenized
+    return Pretrained(model, dico, lang2id, bool(causal), None, None, None, "original", None, str(path))
 
 
 # -- saving -------------------------------------------------------------------------------------
@@ -224,6 +292,8 @@ def save_pretrained(p: Pretrained, path: str | os.PathLike, format: Format = "xl
     path = Path(path)
     model = p.model
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if p.dictionary is None and format != "hf":
+        raise XLMError(f"{p.path or 'model'}: no vocabulary to write in the {format} format; load it with vocab=PATH")
     if format == "xlm":
         atomic_save(
             {
@@ -236,8 +306,8 @@ def save_pretrained(p: Pretrained, path: str | os.PathLike, format: Format = "xl
                 "dictionary": {"words": list(p.dictionary.id2word), "counts": list(p.dictionary.counts)},
                 "config": p.config,
                 "bpe_codes": p.bpe_codes,
+                "text_settings": p.text_settings,
                 "causal": p.causal,
-                "lowercase": p.lowercase,
             },
             path,
         )
@@ -245,7 +315,7 @@ def save_pretrained(p: Pretrained, path: str | os.PathLike, format: Format = "xl
         if model.cfg.pre_norm:
             raise XLMError("model.pre_norm: the original XLM is post-norm only; cannot export a pre-norm model")
         d = p.dictionary
-        atomic_save(
+        atomic_save(  # exactly the original's keys: codes and text settings have no place there
             {
                 "model": state,
                 "params": interop.original_params(model.cfg, model.n_words, p.lang2id, p.causal),
@@ -260,29 +330,9 @@ def save_pretrained(p: Pretrained, path: str | os.PathLike, format: Format = "xl
             path,
         )
     elif format == "hf":
-        _save_hf(p, path, state)
+        from xlm.hf_folder import save_hf
+
+        save_hf(p, path, state)
     else:
         raise XLMError(f"unknown format {format!r}; choose xlm, original or hf")
     return path
-
-
-def _save_hf(p: Pretrained, folder: Path, state: dict) -> None:
-    try:
-        from safetensors.torch import save_file
-    except ImportError:
-        raise XLMError("exporting to Hugging Face needs the safetensors package: pip install safetensors") from None
-    model = p.model
-    conf = interop.hf_config(model.cfg, model.n_words, p.lang2id, p.causal)
-    folder.mkdir(parents=True, exist_ok=True)
-    hf_state = interop.ours_to_hf_state(state, tied=model.cfg.share_inout_emb)
-    tmp = folder / ".model.safetensors.tmp"
-    save_file(hf_state, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, folder / "model.safetensors")
-    atomic_write_text(folder / "config.json", interop.dumps(conf))
-    atomic_write_text(folder / "vocab.json", interop.dumps(interop.hf_vocab(p.dictionary)))
-    atomic_write_text(
-        folder / "tokenizer_config.json",
-        interop.dumps(interop.hf_tokenizer_config(p.lang2id, p.lowercase, model.cfg.max_positions)),
-    )
-    if p.bpe_codes:
-        atomic_write_text(folder / "merges.txt", p.bpe_codes)

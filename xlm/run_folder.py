@@ -42,6 +42,8 @@ RESUMABLE_CHANGES = ("run.dir", "run.log_every", "run.tensorboard", "run.debug",
                      "train.eval_max_sentences", "train.eval_at_start", "train.eval_only", "train.precision",
                      "train.compile", "train.parallelism", "train.peak_tflops", "data.path",
                      "init.from", "init.strict", "init.emb")
+# data.preprocess only states how the text was prepared (recorded in checkpoints): stating it later is fine.
+RESUMABLE_PREFIXES = ("data.preprocess.",)
 LOCK_NAME = ".lock"
 
 
@@ -61,7 +63,8 @@ def config_changes(old: dict, new: Config) -> tuple[list[str], list[str]]:
     """``(blocking, allowed)`` dotted keys whose values differ between a stored config dict and ``new``."""
     before, after = flatten(to_dict(config_from_dict(old))), flatten(to_dict(new))
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-    return [k for k in changed if k not in RESUMABLE_CHANGES], [k for k in changed if k in RESUMABLE_CHANGES]
+    allowed = [k for k in changed if k in RESUMABLE_CHANGES or k.startswith(RESUMABLE_PREFIXES)]
+    return [k for k in changed if k not in allowed], allowed
 
 
 def describe_changes(old: dict, new: Config, keys: list[str]) -> str:

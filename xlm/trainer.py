@@ -43,7 +43,6 @@ from xlm.checkpoint import CheckpointManager, model_payload, rng_state, set_rng_
 from xlm.config import Config, ModelConfig, dump_config
 from xlm.corpora import load_data
 from xlm.data.datasets import StreamDataset
-from xlm.data.pipeline import read_text_settings
 from xlm.data.sampling import TAG_DROPOUT, TAG_MASK, TAG_OBJECTIVES, rng, torch_seed
 from xlm.distributed import (
     StopSignal,
@@ -326,12 +325,8 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------------
     def _model_payload(self) -> dict[str, Any]:
         payload = model_payload(self.model, self.cfg.model, self.data.lang2id, self.data.dictionary, self.cfg,
-                                self.data.bpe_codes, self.state.step)
+                                self.data.bpe_codes, self.state.step, self.data.text_settings)
         payload["data_fingerprint"] = self.data.fingerprint
-        # how raw text was tokenized, so that load_pretrained(...).encode() redoes it on new text
-        lowercase = read_text_settings(self.cfg.data.path).get("lower_remove_accent")
-        if lowercase is not None:
-            payload["lowercase"] = bool(lowercase)
         if self.fsdp:  # sharded DTensors: gather full tensors (a collective: every rank calls this)
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 

@@ -92,17 +92,28 @@ def test_malformed_codes(work, codes, line, what):
 
 
 @pytest.mark.parametrize(("vocab", "what"), [
-    ("the 9\nt@@\n", "vocab:2"),                  # wrong number of fields
     ("the 9\nt@@ many\n", "vocab:2"),             # non-numeric count
-    ("the 9\nt@@ 8\nthe 3\n", "vocab:3"),         # duplicate entry
-    ("the 9\nt@@ 10\n", "vocab:2"),               # counts out of order
-    ("the 9\n<pad> 8\n", "vocab:2"),              # a special token where words belong
+    ("the 9\nt@@ 10\na 1\n", "vocab"),            # counts out of order (the original asserts)
 ])
 def test_malformed_vocabulary(work, vocab, what):
     (work / "vocab").write_text(vocab)
     prefix = work / "data" / "train.en"
     assert_clean_error(run("preprocess.py", "binarize", "--vocab", work / "vocab", work / "good.txt", prefix), what)
     assert not prefix.parent.exists() or not any(prefix.parent.iterdir())
+
+
+@pytest.mark.parametrize(("vocab", "what"), [
+    ("the 9\nt@@\n", "vocab:2"),                  # wrong number of fields
+    ("the 9\nt@@ 8\nthe 3\n", "vocab:3"),         # duplicate entry
+    ("the 9\n<pad> 8\n", "vocab:2"),              # a special token where words belong
+])
+def test_vocabulary_lines_the_original_skips_are_skipped_with_a_warning_and_refused_by_check(work, vocab, what):
+    (work / "vocab").write_text(vocab)
+    prefix = work / "data" / "train.en"
+    proc = run("preprocess.py", "binarize", "--vocab", work / "vocab", work / "good.txt", prefix)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: " in proc.stderr and "skipped 1 lines as the original does" in proc.stderr
+    assert_clean_error(run("preprocess.py", "check", prefix, "--vocab", work / "vocab"), what)
 
 
 # -- binarized data and configs (train.py) -------------------------------------------------------

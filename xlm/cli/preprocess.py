@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from xlm.cli.common import add_common_flags, log, progress_enabled, run_cli
+from xlm.data import provenance
 
 
 def _tokenize(args: argparse.Namespace) -> None:
@@ -31,6 +32,7 @@ def _tokenize(args: argparse.Namespace) -> None:
     )  # fmt: skip
     seg = tokenizer.segmenter + (f" ({tokenizer.library_version})" if tokenizer.library_version else "")
     log(f"tokenized {n} lines ({args.lang}: {seg})")
+    provenance.write_record(args.output, provenance.tokenize_record(args.lang, tokenizer))
     if args.settings_out:
         write_settings(args.settings_out, tokenizer)
         log(f"settings recorded in {args.settings_out}")
@@ -61,6 +63,7 @@ def _apply_bpe(args: argparse.Namespace) -> None:
         progress=progress_enabled(args),
         errors=args.errors,
     )
+    provenance.write_record(args.output, provenance.segment_record(args.input, "bpe", args.codes))
 
 
 def _get_vocab(args: argparse.Namespace) -> None:
@@ -72,6 +75,7 @@ def _get_vocab(args: argparse.Namespace) -> None:
 def _binarize(args: argparse.Namespace) -> None:
     from xlm.data.binarize import binarize_file
 
+    install = provenance.plan_install(args.input, Path(args.output_prefix).parent)  # refuses before writing
     stats = binarize_file(
         args.vocab,
         args.input,
@@ -81,6 +85,8 @@ def _binarize(args: argparse.Namespace) -> None:
         errors=args.errors,
     )
     log(stats.summary())
+    for written in install.apply():
+        log(f"recorded how the text was prepared: {written}")
     if stats.dropped:
         log(
             f"warning: dropped {sum(stats.dropped.values())} tokens spelled like special words "
@@ -111,6 +117,7 @@ def _spm_encode(args: argparse.Namespace) -> None:
     n = encode_file(
         args.model, args.input, args.output, workers=args.workers, progress=progress_enabled(args), errors=args.errors
     )
+    provenance.write_record(args.output, provenance.segment_record(args.input, "sentencepiece", args.model))
     log(f"encoded {n} lines")
 
 
@@ -147,7 +154,7 @@ def _check(args: argparse.Namespace) -> None:
     ds.validate()
     vocab = Path(args.vocab) if args.vocab else Path(args.prefix).parent / "vocab"
     if vocab.exists():
-        dico = Dictionary.read_vocab(vocab)
+        dico = Dictionary.read_vocab(vocab, strict=True)  # refuses lines the original would skip
         if ds.vocab_fingerprint and dico.fingerprint() != ds.vocab_fingerprint:
             raise XLMError(
                 f"{args.prefix}.idx: built with vocabulary {ds.vocab_fingerprint}, but {vocab} is {dico.fingerprint()}"

@@ -2,16 +2,21 @@
 
 Ids 0-13 are fixed: ``<s>`` 0, ``</s>`` 1, ``<pad>`` 2, ``<unk>`` 3, ``<special0..9>`` 4-13, and the
 MLM mask is ``<special1>`` (5). Words from the vocabulary file follow from id 14 in file order,
-which fastBPE writes by decreasing count, so truncating ids keeps the most frequent words.
+which fastBPE writes by decreasing count, so truncating ids keeps the most frequent words. Lines
+the original's reader skips are skipped here too (with a warning), so every file gets the ids the
+original gives it; ``strict=True`` refuses them instead.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
-from xlm.errors import XLMError
+from xlm.errors import XLMError, warn
 from xlm.io import atomic_open, strict_lines
 
 BOS_WORD, EOS_WORD, PAD_WORD, UNK_WORD = "<s>", "</s>", "<pad>", "<unk>"
@@ -43,40 +48,31 @@ class Dictionary:
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
-    def read_vocab(cls, path: str | os.PathLike, max_vocab: int = -1, min_count: int = 0) -> Dictionary:
-        """Read a ``TOKEN COUNT`` file strictly: any malformed line is an error naming file and line.
+    def read_vocab(
+        cls, path: str | os.PathLike, max_vocab: int = -1, min_count: int = 0, *, strict: bool = False
+    ) -> Dictionary:
+        """Read a ``TOKEN COUNT`` file; the ids are the ones the original gives it.
 
-        Lines are split on ``\\n`` only and fields on the last space, so a token may hold tabs or
-        non-breaking spaces, exactly as fastBPE writes them. ``max_vocab`` counts the 14 specials
-        (as the original's ``--max_vocab``); ``min_count`` drops rarer words.
+        By default lines are read as the original's ``Dictionary.read_vocab`` (``xlm/data/dictionary.py``)
+        reads them: in text mode (``\\r\\n`` and ``\\r`` end lines too), a line holding U+2028, a line
+        that ``str.split()`` does not split into exactly two fields (a token with a tab or a
+        non-breaking space, an empty line) and a token already seen (special words included) are
+        skipped, and later words move up. One :class:`~xlm.errors.XLMWarning` counts the skipped
+        lines by reason. What the original stops on (a count that is not a number, counts that
+        increase) is an :class:`XLMError` naming the file and line.
+
+        ``strict=True`` (``preprocess.py check``) refuses every line the default skips, naming it.
+        ``max_vocab`` counts the 14 specials (as the original's ``--max_vocab``); ``min_count``
+        drops rarer words.
         """
-        words: list[str] = []
-        counts: list[int] = []
-        seen: dict[str, int] = {}
-        for lineno, (where, line) in enumerate(strict_lines(path, "vocabulary"), 1):
-            token, sep, count = line.rpartition(" ")
-            if not sep or not token or " " in token:
-                raise XLMError(f"{where}: expected 'TOKEN COUNT', got {line[:80]!r}")
-            if not count.isdigit() or not count.isascii():
-                raise XLMError(f"{where}: count {count[:40]!r} is not a non-negative integer")
-            if token in SPECIAL_WORDS:
-                raise XLMError(f"{where}: special token {token!r} must not appear in a vocabulary file")
-            if token in seen:
-                raise XLMError(f"{where}: duplicate token {token!r} (first on line {seen[token]})")
-            c = int(count)
-            if counts and c > counts[-1]:
-                raise XLMError(
-                    f"{where}: counts must not increase ({c} after {counts[-1]}); "
-                    "the file must be sorted by decreasing count as fastBPE getvocab writes it"
-                )
-            seen[token] = lineno
-            words.append(token)
-            counts.append(c)
+        words, counts = _read_strict(path) if strict else _read_as_original(path)
         if max_vocab > 0:
             keep = max(0, max_vocab - N_SPECIAL)
             words, counts = words[:keep], counts[:keep]
         if min_count > 0:
-            n = sum(1 for c in counts if c >= min_count)  # counts are sorted: a prefix survives
+            n = sum(1 for c in counts if c >= min_count)
+            if any(c < min_count for c in counts[:n]):  # only possible when the last count is out of order
+                raise XLMError(f"{path}: min_count={min_count} would leave a gap in the ids (counts not sorted)")
             words, counts = words[:n], counts[:n]
         return cls(words, counts)
 
@@ -136,3 +132,96 @@ class Dictionary:
         for w in self.id2word:
             h.update(w.encode("utf-8") + b"\n")
         return h.hexdigest()[:16]
+
+
+# -- reading vocabulary files ---------------------------------------------------------------------------
+SKIP_REASONS = {
+    "u2028": "holding U+2028",
+    "fields": "not two whitespace-separated fields",
+    "duplicate": "duplicate tokens",
+    "special": "special words",
+}
+
+
+def _decode(path: str | os.PathLike) -> str:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise XLMError(f"{path}: cannot read vocabulary: {e.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        lineno = data.count(b"\n", 0, e.start) + 1
+        column = e.start - data.rfind(b"\n", 0, e.start) - 1
+        raise XLMError(f"{path}:{lineno}: invalid UTF-8 at byte {column} of the line") from None
+
+
+def _read_as_original(path: str | os.PathLike) -> tuple[list[str], list[int]]:
+    """The original's rules, line for line; see :meth:`Dictionary.read_vocab`."""
+    text = _decode(path)
+    words: list[str] = []
+    counts: list[int] = []
+    seen = set(SPECIAL_WORDS)
+    skipped: Counter[str] = Counter()
+    # text mode with universal newlines, as the original's open(path, 'r'): \r\n, \r and \n end a line
+    for lineno, line in enumerate(io.StringIO(text, newline=None), 1):
+        if "\u2028" in line:
+            skipped["u2028"] += 1
+            continue
+        fields = line.rstrip().split()
+        if len(fields) != 2:
+            skipped["fields"] += 1
+            continue
+        token, count = fields
+        if not count.isdigit():
+            raise XLMError(f"{path}:{lineno}: count {count[:40]!r} is not a number (the original asserts here)")
+        if token in seen:
+            skipped["special" if token in SPECIAL_WORDS else "duplicate"] += 1
+            continue
+        try:
+            value = int(count)
+        except ValueError:  # isdigit() but not a decimal number, e.g. '²': the original fails here too
+            raise XLMError(f"{path}:{lineno}: count {count[:40]!r} is not a decimal number") from None
+        seen.add(token)
+        words.append(token)
+        counts.append(value)
+    # the original's check_valid: counts never increase, except that it never looks at the last word
+    for i in range(1, len(counts) - 1):
+        if counts[i] > counts[i - 1]:
+            raise XLMError(f"{path}: counts must not increase ({words[i]!r} has {counts[i]} after "
+                           f"{counts[i - 1]}); the original asserts on this file")
+    if skipped:
+        detail = ", ".join(f"{n} {SKIP_REASONS[r]}" for r, n in skipped.items())
+        warn(f"{path}: skipped {sum(skipped.values())} lines as the original does ({detail}); "
+             f"later words take the original's ids ('preprocess.py check' lists them)", stacklevel=3)
+    return words, counts
+
+
+def _read_strict(path: str | os.PathLike) -> tuple[list[str], list[int]]:
+    """Every line ``TOKEN COUNT`` with one space, no duplicates, sorted counts, or an error naming it."""
+    words: list[str] = []
+    counts: list[int] = []
+    seen: dict[str, int] = {}
+    for lineno, (where, line) in enumerate(strict_lines(path, "vocabulary"), 1):
+        token, sep, count = line.rpartition(" ")
+        if not sep or not token or " " in token:
+            raise XLMError(f"{where}: expected 'TOKEN COUNT', got {line[:80]!r}")
+        if not count.isdigit() or not count.isascii():
+            raise XLMError(f"{where}: count {count[:40]!r} is not a non-negative integer")
+        if token in SPECIAL_WORDS:
+            raise XLMError(f"{where}: special token {token!r} must not appear in a vocabulary file")
+        if token in seen:
+            raise XLMError(f"{where}: duplicate token {token!r} (first on line {seen[token]})")
+        if "\u2028" in token or len(token.split()) != 1:
+            raise XLMError(f"{where}: token {token[:40]!r} holds whitespace or U+2028; "
+                           "the original skips this line, shifting every later id")
+        c = int(count)
+        if counts and c > counts[-1]:
+            raise XLMError(
+                f"{where}: counts must not increase ({c} after {counts[-1]}); "
+                "the file must be sorted by decreasing count as fastBPE getvocab writes it"
+            )
+        seen[token] = lineno
+        words.append(token)
+        counts.append(c)
+    return words, counts

@@ -242,9 +242,13 @@ def hf_config(cfg: ModelConfig, n_words: int, lang2id: dict[str, int], causal: b
         "pad_index": 2,
         "unk_index": 3,
         "mask_index": 5,
-        "bos_token_id": 0,
+        # generate() reads these: sentences start and end with </s> in the original's batches; the
+        # token generate() appends to predict is mask_token_id (the MLM mask); lang_id fills `langs`
+        "bos_token_id": 1,
         "eos_token_id": 1,
         "pad_token_id": 2,
+        "mask_token_id": 5,
+        "lang_id": min(lang2id.values(), default=0),
         "is_encoder": True,
         "tie_word_embeddings": cfg.share_inout_emb,
         "lang2id": dict(lang2id),
@@ -300,6 +304,7 @@ def codes_from_merges(text: str, source: str = "merges.txt") -> str:
 def hf_tokenizer_config(lang2id: dict[str, int], lowercase: bool, max_len: int) -> dict:
     return {
         "tokenizer_class": "XLMTokenizer",
+        "bos_token": "</s>",  # frames a sentence </s> ... </s> as the original's batches (HF's default: <s>)
         "do_lowercase_and_remove_accent": lowercase,
         "model_max_length": max_len,
         "lang2id": dict(lang2id),
