@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from xlm.data.bpe import BPE, apply_bpe_file, get_vocab, learn_bpe  # noqa: E402
-from xlm.data.bpe_text import default_workers  # noqa: E402
+from xlm.data.textio import resolve_workers  # noqa: E402
 
 CORPORA = [ROOT.parent / "shared" / "data" / "msgcorpus", ROOT / "data" / "msgcorpus"]
 DEFAULT_SDISTS = [Path("/tmp/fbsrc/fastBPE-0.1.0.tar.gz")]
@@ -229,7 +229,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="xlm-bench-bpe-") as tmp_name:
         tmp = Path(tmp_name)
         text, n_words = build_input(tmp, args.words)
-        ctx = Context(tmp, text, n_words, args.codes, args.workers or default_workers(), find_fast(args, tmp), package)
+        workers = args.workers or resolve_workers(None)
+        ctx = Context(tmp, text, n_words, args.codes, workers, find_fast(args, tmp), package)
         print(f"cores: {os.cpu_count()}, our workers: {ctx.workers}, load average: {os.getloadavg()[0]:.1f}")
         print("wall = elapsed seconds; cpu = CPU seconds of all processes (less sensitive to a busy machine)\n")
         print(

@@ -83,6 +83,7 @@ def _binarize(args: argparse.Namespace) -> None:
         workers=args.workers,
         progress=progress_enabled(args),
         errors=args.errors,
+        allow_split_vocab_words=args.allow_split_vocab_words,
     )
     log(stats.summary())
     for written in install.apply():
@@ -242,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("binarize", _binarize, "BPE'd text -> OUTPUT_PREFIX.bin/.idx, vocabulary copied beside it")
     p.add_argument("--vocab", required=True, help="vocabulary (TOKEN COUNT lines)")
+    p.add_argument(
+        "--allow-split-vocab-words",
+        action="store_true",
+        help="binarize even text holding vocabulary words with CR, TAB, NBSP... in them, which the split "
+        "(the original's str.split) cuts, as the original does (default: refuse; see docs/preprocessing.md)",
+    )
     p.add_argument("input", help="BPE'd text, '-' for stdin")
     p.add_argument("output_prefix", help="e.g. data/processed/train.en")
 

@@ -245,7 +245,7 @@ def build_vocab(inputs: list[str], output: str, errors: textio.Errors = "strict"
     from xlm.data.dictionary import SPECIAL_WORDS
     from xlm.io import atomic_open
 
-    counts = count_words(inputs, progress=False, workers=workers, errors=errors)
+    counts = count_words(inputs, progress=False, workers=workers, errors=errors, step="get-vocab")
     for word in SPECIAL_WORDS:
         counts.pop(word.encode(), None)
     with atomic_open(output, "wb") as f:

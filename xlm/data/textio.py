@@ -1,14 +1,18 @@
-"""Streaming line-oriented text I/O shared by the preprocessing steps.
+"""Streaming line-oriented text I/O: the one chunked, ordered, parallel loop every text step uses.
 
-Every step reads its input in large byte chunks cut at line ends (so RAM does not grow with the
-corpus), keeps track of line numbers (so an error can name ``file:line``), optionally farms the
-chunks out to worker processes while keeping their order, and writes its output atomically.
+tokenize, spm-encode, learn-bpe, apply-bpe, get-vocab and binarize all read their input in large
+byte chunks cut at line ends (so RAM does not grow with the corpus), keep track of line numbers
+(so an error can name ``file:line``), optionally farm the chunks out to worker processes while
+keeping their order (:func:`map_chunks`), and write their output atomically (:func:`transform_file`).
 Lines are split on ``\\n`` only, as fastBPE does; a final line without ``\\n`` still counts.
+Standard input (``-``) streams: nothing is spooled to disk, and output starts before input ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import multiprocessing
 import os
 import signal
 import sys
@@ -32,7 +36,11 @@ ERROR_POLICIES = ("strict", "replace")
 
 @dataclass(frozen=True)
 class Chunk:
-    """Whole lines of a file: ``data`` ends with ``\\n``; its first line is number ``first_line`` (1-based)."""
+    """Whole lines of a file: ``data`` ends with ``\\n``; its first line is number ``first_line`` (1-based).
+
+    Only the last chunk of a file whose last line has no ``\\n`` can lack it, and only when read
+    with ``complete_last_line=False`` (apply-bpe copies every byte through, a missing one too).
+    """
 
     first_line: int
     data: bytes
@@ -40,6 +48,12 @@ class Chunk:
 
 def display_name(path: str | os.PathLike) -> str:
     return "<stdin>" if str(path) == STDIO else str(path)
+
+
+def check_errors(errors: str) -> None:
+    """The UTF-8 policy must be one of :data:`ERROR_POLICIES` (an XLMError otherwise)."""
+    if errors not in ERROR_POLICIES:
+        raise XLMError(f"errors: expected one of {', '.join(ERROR_POLICIES)}, got {errors!r}")
 
 
 @contextlib.contextmanager
@@ -92,8 +106,9 @@ def input_size(path: str | os.PathLike) -> int | None:
     return st.st_size if os.path.isfile(path) else None
 
 
-def iter_chunks(f: IO[bytes], chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
-    """Yield whole-line chunks of about ``chunk_bytes``; the last line gets a ``\\n`` if it lacks one."""
+def iter_chunks(f: IO[bytes], chunk_bytes: int = CHUNK_BYTES, complete_last_line: bool = True) -> Iterator[Chunk]:
+    """Yield whole-line chunks of about ``chunk_bytes``; the last line gets a ``\\n`` if it lacks one
+    (unless ``complete_last_line`` is false)."""
     line = 1
     pending: list[bytes] = []  # the start of a line that does not end in the blocks read so far
     while block := f.read(chunk_bytes):
@@ -106,7 +121,7 @@ def iter_chunks(f: IO[bytes], chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]
         yield Chunk(line, data)
         line += data.count(b"\n")
     if rest := b"".join(pending):
-        yield Chunk(line, rest + b"\n")
+        yield Chunk(line, rest + b"\n" if complete_last_line else rest)
 
 
 def decode_chunk(chunk: Chunk, source: str, errors: Errors = "strict") -> str:
@@ -122,6 +137,14 @@ def decode_chunk(chunk: Chunk, source: str, errors: Errors = "strict") -> str:
         ) from None
 
 
+def checked_bytes(chunk: Chunk, source: str, errors: Errors = "strict") -> bytes:
+    """The chunk's bytes once they are known to be UTF-8: as they are, or with U+FFFD (``replace``)."""
+    if errors == "strict":
+        decode_chunk(chunk, source)
+        return chunk.data
+    return decode_chunk(chunk, source, errors).encode("utf-8")
+
+
 def count_lines(path: str | os.PathLike) -> int:
     """Number of lines, counting a final line without ``\\n``."""
     n = 0
@@ -131,23 +154,34 @@ def count_lines(path: str | os.PathLike) -> int:
     return n
 
 
+def cores() -> int:
+    """The number of cores this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
 def resolve_workers(workers: int | None) -> int:
     """``None`` means one worker per core, at most 8 (beyond that the main process is the bottleneck)."""
     if workers is None:
-        return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+        return min(8, cores())
     if workers < 1:
         raise XLMError(f"--workers must be >= 1, got {workers}")
     return workers
 
 
-def auto_workers(workers: int | None, size: int | None, chunk_bytes: int) -> int:
-    """Explicit ``workers`` win; otherwise one process for inputs of fewer than 3 chunks, where
-    starting workers costs more than it saves, and one per core (:func:`resolve_workers`) above."""
+def auto_workers(
+    workers: int | None, size: int | None, chunk_bytes: int, *, min_chunks: int = 3, most: int | None = 8
+) -> int:
+    """Explicit ``workers`` win; otherwise one process for inputs of fewer than ``min_chunks`` chunks,
+    where starting workers costs more than it saves, and one per core (at most ``most``) above.
+
+    Steps whose chunks take a second each (BPE) pass ``most=None``: the main process, which only
+    moves bytes, keeps up with any number of workers.
+    """
     if workers is not None:
         return resolve_workers(workers)
-    if size is not None and size < 3 * chunk_bytes:
+    if size is not None and size < min_chunks * chunk_bytes:
         return 1
-    return resolve_workers(None)
+    return cores() if most is None else min(most, cores())
 
 
 def _init_worker(initializer: Callable[..., Any] | None, initargs: tuple) -> None:
@@ -173,9 +207,10 @@ def ordered_map(
     """``fn(*item)`` for each item, in order, on ``workers`` processes with a bounded backlog.
 
     At most ``2 * workers`` items are in flight, so reading a huge input never runs ahead of the
-    workers (``Pool.imap`` would read it all). With one worker everything runs in this process.
+    workers (``Pool.imap`` would read it all). With one worker everything runs in this process, and
+    so it does inside a daemonic process (a ``multiprocessing.Pool`` worker may not start processes).
     """
-    if workers <= 1:
+    if workers <= 1 or multiprocessing.current_process().daemon:
         if initializer is not None:
             initializer(*initargs)
         for item in items:
@@ -194,6 +229,11 @@ def ordered_map(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def is_terminal() -> bool:
+    """Whether stderr is a terminal: library calls asked for progress draw bars only there."""
+    return sys.stderr.isatty()
+
+
 def progress_bar(enabled: bool, total: int | None, desc: str, unit: str = "B") -> tqdm:
     """A tqdm bar on stderr (disabled bars cost nothing); byte units scale to KB/MB."""
     return tqdm(
@@ -209,10 +249,60 @@ def progress_bar(enabled: bool, total: int | None, desc: str, unit: str = "B") -
     )
 
 
+def map_chunks(
+    input: str | os.PathLike,
+    fn: Callable[[Chunk], Any],
+    *,
+    initializer: Callable[..., Any] | None = None,
+    initargs: tuple = (),
+    workers: int | None = None,
+    progress: bool = False,
+    desc: str = "",
+    chunk_bytes: int = CHUNK_BYTES,
+    complete_last_line: bool = True,
+    warm_up: bool = False,
+) -> Iterator[Any]:
+    """``fn(chunk)`` for every chunk of ``input`` (``-`` = stdin), in order, on worker processes.
+
+    ``fn`` runs in processes set up by ``initializer(*initargs)`` (``workers``: see
+    :func:`auto_workers`). With ``warm_up`` the first chunk is done in this process before any worker
+    starts, so that state the initializer hands over (e.g. apply-bpe's table of segmented words)
+    already holds what the first chunk taught it: forked workers then skip that work.
+    """
+    size = input_size(input)
+    n_workers = auto_workers(workers, size, chunk_bytes)
+    with (
+        open_input(input) as fin,
+        progress_bar(progress, size, f"{desc} {display_name(input)}".strip()) as bar,
+    ):
+        chunks = iter_chunks(fin, chunk_bytes, complete_last_line)
+        if warm_up and n_workers > 1:
+            first = next(chunks, None)
+            if first is None:
+                return
+            if initializer is not None:
+                initializer(*initargs)
+            yield fn(first)
+            bar.update(len(first.data))
+        sizes: deque[int] = deque()
+
+        def items() -> Iterator[tuple[Chunk]]:
+            for chunk in chunks:
+                sizes.append(len(chunk.data))
+                yield (chunk,)
+
+        with contextlib.closing(
+            ordered_map(fn, items(), workers=n_workers, initializer=initializer, initargs=initargs)
+        ) as results:
+            for result in results:
+                yield result
+                bar.update(sizes.popleft())
+
+
 def transform_file(
     input: str | os.PathLike,
     output: str | os.PathLike,
-    encode: Callable[[Chunk], tuple[bytes, int]],
+    encode: Callable[[Chunk], tuple[Any, ...]],
     *,
     initializer: Callable[..., Any],
     initargs: tuple,
@@ -220,26 +310,31 @@ def transform_file(
     progress: bool,
     desc: str,
     chunk_bytes: int = CHUNK_BYTES,
+    collect: Callable[[Any], None] | None = None,
+    complete_last_line: bool = True,
+    warm_up: bool = False,
 ) -> int:
     """Rewrite ``input`` into ``output`` chunk by chunk, on worker processes, keeping the order.
 
     ``encode(chunk) -> (output bytes, input bytes consumed)`` runs in processes set up by
-    ``initializer(*initargs)``. The output appears only when complete. Returns the lines written.
+    ``initializer(*initargs)``; with ``collect``, ``encode`` returns a third item that is passed to
+    ``collect`` in this process, in input order. ``complete_last_line`` and ``warm_up``: see
+    :func:`iter_chunks` and :func:`map_chunks`. The output appears only when complete. Returns the
+    lines written.
     """
-    size = input_size(input)
-    n_workers = auto_workers(workers, size, chunk_bytes)
+    if str(output) != STDIO:
+        check_writable(output)
     n_lines = 0
-    with (
-        open_input(input) as fin,
-        open_output(output) as fout,
-        progress_bar(progress, size, f"{desc} {display_name(input)}") as bar,
-    ):
-        chunks = ((c,) for c in iter_chunks(fin, chunk_bytes))
-        with contextlib.closing(
-            ordered_map(encode, chunks, workers=n_workers, initializer=initializer, initargs=initargs)
-        ) as results:
-            for data, n_bytes in results:
+    results = map_chunks(
+        input, encode, initializer=initializer, initargs=initargs, workers=workers, progress=progress,
+        desc=desc, chunk_bytes=chunk_bytes, complete_last_line=complete_last_line, warm_up=warm_up,
+    )  # fmt: skip
+    with contextlib.closing(results):
+        first = next(results, None)  # opens the input: a missing one fails before any output exists
+        with open_output(output) as fout:
+            for data, _, *extra in itertools.chain([first] if first is not None else [], results):
                 fout.write(data)
                 n_lines += data.count(b"\n")
-                bar.update(n_bytes)
+                if collect is not None:
+                    collect(*extra)
     return n_lines

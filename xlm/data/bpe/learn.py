@@ -1,4 +1,4 @@
-"""Counting words (``getvocab``) and learning merges (``learnbpe``) the way fastBPE does.
+"""Learning merges (``learnbpe``) the way fastBPE does, from the word counts of ``vocab.py``.
 
 Learning works on distinct words weighted by their counts. Each pair of adjacent token ids maps to
 its total count and to the words holding it; a heap ordered by (count desc, left id, right id)
@@ -16,22 +16,12 @@ import gc
 import heapq
 import logging
 import os
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 
-from xlm.data.bpe_apply import word_units
-from xlm.data.bpe_codes import Code
-from xlm.data.bpe_text import (
-    check_errors_policy,
-    chunk_spans,
-    default_workers,
-    imap_tasks,
-    opened_input,
-    opened_output,
-    progress_bar,
-    read_chunk,
-    split_words,
-)
+from xlm.data import textio
+from xlm.data.bpe.apply import word_units
+from xlm.data.bpe.codes import Code
+from xlm.data.bpe.vocab import COUNT_CHUNK_BYTES, count_words
 from xlm.errors import XLMError
 
 log = logging.getLogger(__name__)
@@ -39,61 +29,6 @@ log = logging.getLogger(__name__)
 _ID_BITS = 32  # pair key = left << 32 | right
 _COUNT_BITS = 64  # heap key = (_MAX_COUNT - count) << 64 | pair key: one int, compared in C
 _MAX_COUNT = 1 << 62
-_COUNT_CHUNK_BYTES = 4 << 20
-
-
-def _count_chunk(state: tuple[str, str, str], span: tuple[int, int]) -> Counter[bytes]:
-    path, name, errors = state
-    return Counter(split_words(read_chunk(path, name, span, errors)))
-
-
-def count_words(
-    inputs: Sequence[str | os.PathLike],
-    *,
-    progress: bool = True,
-    workers: int | None = None,
-    errors: str = "strict",
-    chunk_bytes: int = _COUNT_CHUNK_BYTES,
-) -> dict[bytes, int]:
-    """Word counts over all inputs (fastBPE ``readText``), in order of first appearance.
-
-    Words are the non-empty runs between ``' '`` and ``'\\n'``; ``'-'`` reads standard input.
-    A last word with no delimiter after it is counted (fastBPE drops it when reading a file).
-    """
-    check_errors_policy(errors)
-    if not inputs:
-        raise XLMError("no input files given")
-    workers = default_workers() if workers is None else max(1, workers)
-    total: Counter[bytes] = Counter()
-    for source in inputs:
-        with opened_input(source) as (path, name):
-            spans = chunk_spans(path, chunk_bytes)
-            size = sum(end - start for start, end in spans)
-            with progress_bar(size, f"counting words in {name}", progress) as bar:
-                for (start, end), counts in zip(spans, imap_tasks(_count_chunk, (path, name, errors), spans, workers)):
-                    if total:
-                        for word, count in counts.items():
-                            total[word] += count
-                    else:
-                        total = counts
-                    bar.update(end - start)
-    return dict(total)
-
-
-def get_vocab(
-    inputs: Sequence[str | os.PathLike],
-    output: str | os.PathLike,
-    *,
-    progress: bool = True,
-    workers: int | None = None,
-    errors: str = "strict",
-    chunk_bytes: int = _COUNT_CHUNK_BYTES,
-) -> None:
-    """``fast getvocab``: ``WORD COUNT`` lines, count descending, ties by word bytes ascending."""
-    counts = count_words(inputs, progress=progress, workers=workers, errors=errors, chunk_bytes=chunk_bytes)
-    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    with opened_output(output) as sink:
-        sink.write(b"".join(b"%s %d\n" % item for item in ordered))
 
 
 def learn_codes(word_counts: Mapping[str, int], n_codes: int, *, progress: bool = False) -> list[Code]:
@@ -155,7 +90,7 @@ def _learn(word_counts: Mapping[str, int], n_codes: int, progress: bool) -> list
     heap = [(_MAX_COUNT - c) << _COUNT_BITS | key for key, c in pair_counts.items()]
     heapq.heapify(heap)
     codes: list[Code] = []
-    with progress_bar(n_codes, "learning BPE codes", progress, unit="merge") as bar:
+    with textio.progress_bar(progress and textio.is_terminal(), n_codes, "learning BPE codes", unit="merge") as bar:
         while len(codes) < n_codes:
             key, count = _pop_best(heap, pair_counts)
             if count <= 0:
@@ -273,14 +208,16 @@ def learn_bpe(
     progress: bool = True,
     workers: int | None = None,
     errors: str = "strict",
-    chunk_bytes: int = _COUNT_CHUNK_BYTES,
+    chunk_bytes: int = COUNT_CHUNK_BYTES,
 ) -> None:
     """``fast learnbpe n_codes inputs...``: write codes ``LEFT RIGHT COUNT``, best merge first.
 
     Stops early, with a warning, when no adjacent pair is left (see ``learn_codes``).
     """
-    counts = count_words(inputs, progress=progress, workers=workers, errors=errors, chunk_bytes=chunk_bytes)
+    counts = count_words(
+        inputs, progress=progress, workers=workers, errors=errors, chunk_bytes=chunk_bytes, step="learn-bpe"
+    )
     word_counts = {word.decode("utf-8"): count for word, count in counts.items()}
     codes = learn_codes(word_counts, n_codes, progress=progress)
-    with opened_output(output) as sink:
+    with textio.open_output(output) as sink:
         sink.write("".join(f"{left} {right} {count}\n" for left, right, count in codes).encode("utf-8"))

@@ -15,24 +15,16 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain, repeat
 
-from xlm.data.bpe_codes import Code, check_codes, read_bpe_vocab, read_codes
-from xlm.data.bpe_fast import make_merger
-from xlm.data.bpe_text import (
-    CHUNK_BYTES,
-    check_errors_policy,
-    chunk_spans,
-    default_workers,
-    imap_tasks,
-    opened_input,
-    opened_output,
-    progress_bar,
-    read_chunk,
-)
+from xlm.data import textio, whitespace
+from xlm.data.bpe.codes import Code, check_codes, read_bpe_vocab, read_codes
+from xlm.data.bpe.fast import make_merger
+from xlm.data.bpe.vocab import warn_whitespace
 
 END = "</w>"
 DELIM = "@@"
 _NEVER = sys.maxsize
 _CACHE_LIMIT = 1 << 20
+CHUNK_BYTES = 4 << 20
 
 
 def word_units(word: str) -> list[str]:
@@ -78,7 +70,7 @@ class BPE:
     are single characters. An empty vocabulary means no restriction, as in fastBPE.
 
     ``accelerate``: segment words with ``tokenizers`` when it is installed and provably gives the
-    same units (``xlm.data.bpe_fast``); ``False`` forces the pure-Python reference path.
+    same units (``xlm.data.bpe.fast``); ``False`` forces the pure-Python reference path.
     """
 
     def __init__(
@@ -132,7 +124,7 @@ class BPE:
 
     @property
     def accelerated(self) -> bool:
-        """Whether words go through ``tokenizers`` (see ``xlm.data.bpe_fast``) rather than pure Python."""
+        """Whether words go through ``tokenizers`` (see ``xlm.data.bpe.fast``) rather than pure Python."""
         return self._accelerator() is not None
 
     def _merge(self, units: list[str]) -> list[str]:
@@ -218,20 +210,38 @@ class _Table(dict):
         super().__init__({b"": b"", b"\n": b"\n"})
         self.bpe = bpe
         self.learned: dict[bytes, bytes] = {}
+        self.marked = False  # whether a word holding whitespace that binarize splits on was seen
 
     def __missing__(self, word: bytes) -> bytes:
-        out = "@@ ".join(self.bpe.units(word.decode("utf-8")))[:-4].encode("utf-8")
+        text = word.decode("utf-8")
+        out = "@@ ".join(self.bpe.units(text))[:-4].encode("utf-8")
         self[word] = self.learned[word] = out
+        if not self.marked and whitespace.contains(text):
+            self.marked = True
         return out
 
 
-def _apply_chunk(state: tuple[str, str, str, _Table], span: tuple[int, int]) -> tuple[bytes, dict[bytes, bytes]]:
+_worker: tuple[_Table, str, textio.Errors] | None = None  # per process, set by _init_apply
+
+
+def _init_apply(table: _Table, source: str, errors: textio.Errors) -> None:
+    global _worker
+    _worker = (table, source, errors)
+
+
+def _apply_chunk(chunk: textio.Chunk) -> tuple[bytes, int, tuple[dict[bytes, bytes], whitespace.Census | None]]:
     # Newlines become ' \n ' tokens so that one split on b' ' keeps every byte between the words;
     # BPE output never holds a newline, so the final replace only undoes that padding.
-    path, name, errors, table = state
+    assert _worker is not None
+    table, source, errors = _worker
     table.learned = {}
-    parts = read_chunk(path, name, span, errors).replace(b"\n", b" \n ").split(b" ")
-    return b" ".join(map(table.__getitem__, parts)).replace(b" \n ", b"\n"), table.learned
+    data = textio.checked_bytes(chunk, source, errors)
+    parts = data.replace(b"\n", b" \n ").split(b" ")
+    out = b" ".join(map(table.__getitem__, parts)).replace(b" \n ", b"\n")
+    # Such characters are inside words, and every word went through the table once: only once
+    # one was seen does each chunk get counted.
+    marks = whitespace.census(data, chunk.first_line) if table.marked else None
+    return out, len(chunk.data), (table.learned, marks)
 
 
 def apply_bpe_file(
@@ -242,7 +252,7 @@ def apply_bpe_file(
     *,
     workers: int | None = None,
     progress: bool = True,
-    errors: str = "strict",
+    errors: textio.Errors = "strict",
     chunk_bytes: int = CHUNK_BYTES,
 ) -> None:
     """``fast applybpe output input codes [vocab]``, byte for byte; ``'-'`` means stdin / stdout.
@@ -250,29 +260,33 @@ def apply_bpe_file(
     Words are the runs between ``' '`` and ``'\\n'``; every delimiter is copied through. The one
     deliberate difference: fastBPE drops a last word that no space or newline follows; it is kept.
     Invalid UTF-8 is an ``XLMError`` naming file and line, or U+FFFD with ``errors='replace'``.
-    Chunks go to ``workers`` processes (default: one per core); pass a ``BPE`` to reuse its
-    segmentations across files.
+    Chunks go to ``workers`` processes (default: one per core for inputs of 3 chunks or more); pass a
+    ``BPE`` to reuse its segmentations across files. Warns when the input holds whitespace that
+    binarize splits on (see :mod:`xlm.data.whitespace`).
     """
-    check_errors_policy(errors)
+    textio.check_errors(errors)
     if isinstance(codes, BPE) and vocab is not None:
         raise ValueError("pass the vocabulary to BPE(codes, vocab), not with a BPE object")
     bpe = codes if isinstance(codes, BPE) else BPE(codes, vocab)
-    workers = default_workers() if workers is None else max(1, workers)
     table = bpe._table
     if len(table) > _CACHE_LIMIT:
         table = bpe._table = _Table(bpe)
-    with opened_input(input) as (path, name):
-        spans = chunk_spans(path, chunk_bytes)
-        state = (path, name, errors, table)
-        # The first chunk is done here, before any worker starts: workers then begin with its
-        # words (the frequent ones) already segmented instead of each segmenting them again.
-        first = imap_tasks(_apply_chunk, state, spans[:1], 1)
-        rest = imap_tasks(_apply_chunk, state, spans[1:], workers)
-        with (
-            opened_output(output) as sink,
-            progress_bar(spans[-1][1] if spans else 0, f"apply-bpe {name}", progress) as bar,
-        ):
-            for (start, end), (text, learned) in zip(spans, chain(first, rest)):
-                sink.write(text)
-                table.update(learned)
-                bar.update(end - start)
+    source = textio.display_name(input)
+    marks = whitespace.Census()
+
+    def collect(result: tuple[dict[bytes, bytes], whitespace.Census | None]) -> None:
+        learned, chunk_marks = result
+        table.update(learned)
+        if chunk_marks:
+            table.marked = True  # the words learned from workers include such a word
+            marks.add(chunk_marks)
+
+    # warm_up: the first chunk is done here, before any worker starts: workers then begin with its
+    # words (the frequent ones) already segmented instead of each segmenting them again.
+    n_workers = textio.auto_workers(workers, textio.input_size(input), chunk_bytes, most=None)
+    textio.transform_file(
+        input, output, _apply_chunk, initializer=_init_apply, initargs=(table, source, errors), workers=n_workers,
+        progress=progress and textio.is_terminal(), desc="apply-bpe", chunk_bytes=chunk_bytes, collect=collect,
+        complete_last_line=False, warm_up=True,
+    )  # fmt: skip
+    warn_whitespace("apply-bpe", source, marks)

@@ -24,11 +24,19 @@ Semantics (those of glample/fastBPE, which XLM's data and checkpoints were made 
   early and logs a warning; fastBPE instead keeps printing count-0 duplicate merges that its
   own ``applybpe`` then refuses.
 
-Speed: files are cut into newline-aligned chunks that worker processes rewrite in parallel, each
-distinct word being segmented once per process. Word segmentation uses Hugging Face ``tokenizers``
-when it is installed and provably identical for the codes at hand (``xlm.data.bpe_fast``), else
-pure Python; both paths are tested against fastBPE's own output. ``scripts/bench/bpe.py``
-measures all of this next to fastBPE.
+Modules: ``codes`` reads and checks codes and applybpe vocabularies, ``vocab`` counts words
+(``getvocab``), ``learn`` learns merges (``learnbpe``), ``apply`` applies them (``applybpe``),
+``fast`` is the optional ``tokenizers`` accelerator of ``apply``.
+
+Speed: files are cut into newline-aligned chunks that worker processes rewrite in parallel
+(``xlm.data.textio``), each distinct word being segmented once per process. Word segmentation uses
+Hugging Face ``tokenizers`` when it is installed and provably identical for the codes at hand
+(``xlm.data.bpe.fast``), else pure Python; both paths are tested against fastBPE's own output.
+``scripts/bench/bpe.py`` measures all of this next to fastBPE.
+
+Whitespace other than ``' '`` and ``'\\n'`` (CR, TAB, NBSP...) stays inside words, as in fastBPE;
+each step warns, with counts, when its input holds some, because binarize (like the original
+``preprocess.py``) splits on it (``xlm.data.whitespace``).
 
 Deliberate differences from fastBPE: a final word not followed by a space or newline is kept
 (fastBPE silently drops it when reading a file); malformed codes/vocabulary files and invalid
@@ -36,9 +44,10 @@ UTF-8 raise ``XLMError`` naming ``file:line`` (fastBPE asserts or passes bytes t
 ``errors='replace'`` substitutes U+FFFD for invalid UTF-8 instead.
 """
 
-from xlm.data.bpe_apply import BPE, apply_bpe_file, word_units
-from xlm.data.bpe_codes import check_codes, read_bpe_vocab, read_codes
-from xlm.data.bpe_learn import count_words, get_vocab, learn_bpe, learn_codes
+from xlm.data.bpe.apply import BPE, apply_bpe_file, word_units
+from xlm.data.bpe.codes import check_codes, read_bpe_vocab, read_codes
+from xlm.data.bpe.learn import learn_bpe, learn_codes
+from xlm.data.bpe.vocab import count_words, get_vocab
 
 __all__ = [
     "BPE",
