@@ -7,6 +7,7 @@ and getvocab, and the original XLM preprocess.py, on a text holding every such k
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -130,6 +131,30 @@ def test_each_step_keeps_its_reference_and_warns_with_counts(tmp_path: Path) -> 
         (line,) = warnings(proc.stderr)
         assert line.startswith(f"warning: {step}: {source}: {counts} (first at line 2): "), line
     assert "1 more sentences than the file has lines" in warnings(binarized.stderr)[0]
+
+
+def test_counts_do_not_depend_on_chunks_workers_or_stdin(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logging.getLogger("xlm"), "propagate", True)  # a trainer test may have turned it off
+    text = GOLDEN / "text.txt"
+    counts = expected_counts(text.read_bytes().decode("utf-8"))
+    with caplog.at_level("WARNING"):
+        apply_bpe_file(GOLDEN / "codes", text, tmp_path / "bpe", workers=2, chunk_bytes=32, progress=False)
+        get_vocab([GOLDEN / "text.bpe"], tmp_path / "vocab", workers=2, chunk_bytes=32, progress=False)
+    assert (tmp_path / "bpe").read_bytes() == (GOLDEN / "text.bpe").read_bytes()
+    assert (tmp_path / "vocab").read_bytes() == (GOLDEN / "vocab").read_bytes()
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m.split(": ")[1] for m in messages] == ["apply-bpe", "get-vocab"]
+    assert all(f": {counts} (first at line 2): " in m for m in messages), messages
+    stats = binarize_file(GOLDEN / "clean.vocab", GOLDEN / "text.bpe", tmp_path / "d" / "t", workers=2, chunk_bytes=32)
+    assert stats.whitespace.describe() == counts and stats.whitespace.first_line == 2
+    # standard input cannot be read twice: its census is taken chunk by chunk
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(ROOT / "preprocess.py"), "get-vocab", "--output", tmp_path / "v2", "-"],
+                          input=(GOLDEN / "text.bpe").read_bytes(), capture_output=True, env=env)  # fmt: skip
+    assert proc.returncode == 0 and (tmp_path / "v2").read_bytes() == (GOLDEN / "vocab").read_bytes()
+    assert warnings(proc.stderr.decode()) == [m.replace(str(GOLDEN / "text.bpe"), "<stdin>") for m in messages[1:]]
 
 
 def test_clean_text_gives_no_warning(tmp_path: Path) -> None:

@@ -116,8 +116,9 @@ def iter_chunks(f: IO[bytes], chunk_bytes: int = CHUNK_BYTES, complete_last_line
         if cut == 0:
             pending.append(block)
             continue
-        data = b"".join([*pending, block[:cut]])
-        pending = [block[cut:]]
+        head = memoryview(block)[:cut]
+        data = b"".join([*pending, head]) if pending else block if cut == len(block) else bytes(head)  # one copy
+        pending = [block[cut:]] if cut < len(block) else []
         yield Chunk(line, data)
         line += data.count(b"\n")
     if rest := b"".join(pending):
@@ -249,6 +250,40 @@ def progress_bar(enabled: bool, total: int | None, desc: str, unit: str = "B") -
     )
 
 
+@dataclass(frozen=True)
+class Span:
+    """Where a chunk lies in a regular file: workers read it themselves instead of receiving it."""
+
+    first_line: int
+    start: int
+    size: int
+    add_newline: bool  # the file's last line lacks a ``\\n`` and the chunk gets one
+
+    def read(self, path: str | os.PathLike) -> Chunk:
+        with open(path, "rb") as f:
+            f.seek(self.start)
+            data = f.read(self.size)
+        return Chunk(self.first_line, data + b"\n" if self.add_newline else data)
+
+
+def iter_spans(f: IO[bytes], chunk_bytes: int = CHUNK_BYTES, complete_last_line: bool = True) -> Iterator[Span]:
+    """The chunks :func:`iter_chunks` would give, as places in the file (read once, to count lines)."""
+    line, start, pos = 1, 0, 0
+    while block := f.read(chunk_bytes):
+        cut = block.rfind(b"\n") + 1
+        if cut:  # the blocks read since `start` before this one hold no newline
+            yield Span(line, start, pos + cut - start, False)
+            line += block.count(b"\n", 0, cut)
+            start = pos + cut
+        pos += len(block)
+    if start < pos:
+        yield Span(line, start, pos - start, complete_last_line)
+
+
+def _run_on_span(fn: Callable[[Chunk], Any], path: str, span: Span) -> Any:
+    return fn(span.read(path))
+
+
 def map_chunks(
     input: str | os.PathLike,
     fn: Callable[[Chunk], Any],
@@ -265,34 +300,43 @@ def map_chunks(
     """``fn(chunk)`` for every chunk of ``input`` (``-`` = stdin), in order, on worker processes.
 
     ``fn`` runs in processes set up by ``initializer(*initargs)`` (``workers``: see
-    :func:`auto_workers`). With ``warm_up`` the first chunk is done in this process before any worker
-    starts, so that state the initializer hands over (e.g. apply-bpe's table of segmented words)
-    already holds what the first chunk taught it: forked workers then skip that work.
+    :func:`auto_workers`). Workers read their chunks of a regular file themselves (this process
+    only finds the line ends); chunks of a stream are sent to them. With ``warm_up`` the first
+    chunk is done in this process before any worker starts, so that state the initializer hands
+    over (e.g. apply-bpe's table of segmented words) already holds what the first chunk taught
+    it: forked workers then skip that work.
     """
     size = input_size(input)
     n_workers = auto_workers(workers, size, chunk_bytes)
+    by_place = size is not None and n_workers > 1
     with (
         open_input(input) as fin,
         progress_bar(progress, size, f"{desc} {display_name(input)}".strip()) as bar,
     ):
-        chunks = iter_chunks(fin, chunk_bytes, complete_last_line)
+        if by_place:
+            spans = iter_spans(fin, chunk_bytes, complete_last_line)
+            tasks: Iterator[tuple] = ((fn, str(input), span) for span in spans)
+            task, task_size = _run_on_span, lambda item: item[2].size
+        else:
+            tasks = ((chunk,) for chunk in iter_chunks(fin, chunk_bytes, complete_last_line))
+            task, task_size = fn, lambda item: len(item[0].data)
         if warm_up and n_workers > 1:
-            first = next(chunks, None)
+            first = next(tasks, None)
             if first is None:
                 return
             if initializer is not None:
                 initializer(*initargs)
-            yield fn(first)
-            bar.update(len(first.data))
+            yield task(*first)
+            bar.update(task_size(first))
         sizes: deque[int] = deque()
 
-        def items() -> Iterator[tuple[Chunk]]:
-            for chunk in chunks:
-                sizes.append(len(chunk.data))
-                yield (chunk,)
+        def items() -> Iterator[tuple]:
+            for item in tasks:
+                sizes.append(task_size(item))
+                yield item
 
         with contextlib.closing(
-            ordered_map(fn, items(), workers=n_workers, initializer=initializer, initargs=initargs)
+            ordered_map(task, items(), workers=n_workers, initializer=initializer, initargs=initargs)
         ) as results:
             for result in results:
                 yield result

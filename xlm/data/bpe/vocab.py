@@ -28,23 +28,33 @@ def split_words(data: bytes) -> list[bytes]:
     return data.split()  # same result when ' ' and '\n' are the only ASCII whitespace, and faster
 
 
-_worker: tuple[str, textio.Errors] | None = None
+_worker: tuple[str, textio.Errors, bool] | None = None
 
 
-def _init_count(source: str, errors: textio.Errors) -> None:
+def _init_count(source: str, errors: textio.Errors, census: bool) -> None:
+    """``census``: count such whitespace chunk by chunk (for inputs that cannot be read again)."""
     global _worker
-    _worker = (source, errors)
+    _worker = (source, errors, census)
 
 
 def _count_chunk(chunk: textio.Chunk) -> tuple[Counter[bytes], whitespace.Census | None]:
     assert _worker is not None
-    source, errors = _worker
+    source, errors, census = _worker
     data = textio.checked_bytes(chunk, source, errors)
-    counts = Counter(split_words(data))
-    # Every such character is inside some word: looking at each distinct word once is cheaper
-    # than looking at the whole chunk, which is only done (to count) when one is there.
-    marks = whitespace.census(data, chunk.first_line) if whitespace.census(b"\n".join(counts)) else None
-    return counts, marks
+    return Counter(split_words(data)), whitespace.census(data, chunk.first_line) if census else None
+
+
+def _file_census(source: str | os.PathLike, words: Counter[bytes], errors: textio.Errors) -> whitespace.Census:
+    """The census of a file whose distinct words are ``words``: such characters sit inside words, so
+    the words (a few percent of the text) tell whether there are any; only then is the file read
+    again, to count them and find the first line."""
+    marks = whitespace.Census()
+    if whitespace.census(b"\n".join(words)):
+        name = textio.display_name(source)
+        with textio.open_input(source) as f:
+            for chunk in textio.iter_chunks(f):
+                marks.add(whitespace.census(textio.checked_bytes(chunk, name, errors), chunk.first_line))
+    return marks
 
 
 def warn_whitespace(step: str, source: str, marks: whitespace.Census) -> None:
@@ -78,20 +88,30 @@ def count_words(
     total: Counter[bytes] = Counter()
     for source in inputs:
         name = textio.display_name(source)
-        marks = whitespace.Census()
-        n_workers = textio.auto_workers(workers, textio.input_size(source), chunk_bytes, min_chunks=2, most=None)
+        size = textio.input_size(source)
+        once = size is None  # stdin or a pipe cannot be read twice: each chunk gets its census at once
+        n_workers = textio.auto_workers(workers, size, chunk_bytes, min_chunks=2, most=None)
         results = textio.map_chunks(
-            source, _count_chunk, initializer=_init_count, initargs=(name, errors), workers=n_workers,
+            source, _count_chunk, initializer=_init_count, initargs=(name, errors, once), workers=n_workers,
             progress=progress and textio.is_terminal(), desc=f"{step} in", chunk_bytes=chunk_bytes,
         )  # fmt: skip
+        words: Counter[bytes] = Counter()
+        marks = whitespace.Census()
         for counts, chunk_marks in results:
             marks.add(chunk_marks)
-            if total:
+            if words:
                 for word, count in counts.items():
-                    total[word] += count
+                    words[word] += count
             else:
-                total = counts
+                words = counts
+        if not once:
+            marks = _file_census(source, words, errors)
         warn_whitespace(step, name, marks)
+        if total:
+            for word, count in words.items():
+                total[word] += count
+        else:
+            total = words
     return dict(total)
 
 
