@@ -61,6 +61,22 @@ def test_released_style_pth_refuses_raw_text_until_given_its_codes(tmp_path):
     assert p.tokenize(["Hello World"], "en").ids.tolist() == model().tokenize(["Hello World"], "en").ids.tolist()
 
 
+def test_lowercase_option_rebuilds_the_exact_moses_rules_not_the_older_tokenizer(tmp_path):
+    """A released .pth (text made by the perl scripts) given lowercase=True is fed text as the perl
+    scripts prepare it: a soft hyphen splits a word (remove-non-printing-char), no warning about
+    rebuilding the older sacremoses-based tokenizer (which dropped it)."""
+    from xlm.data.tokenize import TOKENIZER_VERSION
+    from xlm.text import make_tokenizer
+
+    pth = xlm.save_pretrained(model(), tmp_path / "mlm_xx_1024.pth", format="original")
+    (tmp_path / "codes").write_text(CODES)
+    p = xlm.load_pretrained(pth, codes=tmp_path / "codes", lowercase=True)
+    assert p.text_settings["tokenizer"] == TOKENIZER_VERSION
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert make_tokenizer("en", p.text_settings)("In\u00adformation") == "in formation"
+
+
 def test_codes_option_takes_hugging_face_merges_and_checks_fastbpe_codes(tmp_path):
     pth = xlm.save_pretrained(model(), tmp_path / "m.pth", format="original")
     merges = "#version: 0.2\n" + "".join(" ".join(line.split()[:2]) + "\n" for line in CODES.splitlines())

@@ -9,7 +9,7 @@ the training text was: ``vocab.json`` and ``merges.txt`` (the codes), ``do_lower
 from the model's text settings, and ``bos_token: </s>`` so that it frames a sentence
 ``</s> w1 ... wn </s>`` as the original's batches do (HF's default is ``<s> ... </s>``). What HF's
 text pipeline does differently from ours (its sacremoses settings, control characters, zh
-segmentation) is measured by ``scripts/hf_tokenizer_agreement.py`` and listed in docs/transfer.md.
+segmentation) is measured by ``scripts/hf_tokenizer_agreement.py`` and listed in docs/interop.md.
 ``config.json`` also carries what ``generate()`` reads: ``mask_token_id`` (5, ``<special1>``),
 ``lang_id``, and bos/eos ``</s>`` (1), pad 2; ``generation_config.json`` repeats the token ids.
 """

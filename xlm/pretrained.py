@@ -253,8 +253,9 @@ def _settings_of_ours(ckpt: dict) -> dict | None:
     from xlm.data import provenance
     from xlm.text import DEFAULT_SETTINGS
 
-    if ckpt.get("lowercase") is not None:
-        return {**DEFAULT_SETTINGS, "lower_remove_accent": bool(ckpt["lowercase"])}
+    if ckpt.get("lowercase") is not None:  # written by the sacremoses-based tokenizer's versions: no "tokenizer"
+        legacy = {k: v for k, v in DEFAULT_SETTINGS.items() if k != "tokenizer"}
+        return {**legacy, "lower_remove_accent": bool(ckpt["lowercase"])}
     data_path = ((ckpt.get("config") or {}).get("data") or {}).get("path")
     if data_path:
         settings, _ = provenance.for_training(data_path, {}, bpe_vocab=False)

@@ -22,13 +22,17 @@ import torch
 from torch import Tensor
 
 from xlm.data.dictionary import EOS_INDEX, PAD_INDEX, UNK_INDEX
+from xlm.data.text.tables import MOSES_COMMIT
 from xlm.errors import XLMError, warn
 
 if TYPE_CHECKING:
     from xlm.pretrained import Pretrained
 
-# what ``preprocess.py run`` does by default (xlm.data.pipeline.PipelineConfig)
-DEFAULT_SETTINGS = {"tokenize": True, "lower_remove_accent": False, "pre_segmented": [], "segmentation": "bpe"}
+# What ``preprocess.py run`` does by default (xlm.data.pipeline.PipelineConfig): the exact Moses perl rules
+# (``tokenizer`` names them, see xlm.data.tokenize), which also prepared the released XLM models' text.
+# Without ``tokenizer``, ``Tokenizer.from_settings`` would rebuild the older sacremoses-based tokenizer.
+DEFAULT_SETTINGS = {"tokenize": True, "tokenizer": f"moses-{MOSES_COMMIT}", "lower_remove_accent": False,
+                    "pre_segmented": [], "segmentation": "bpe"}
 UNK_WARNING_RATE = 0.01
 
 
