@@ -24,6 +24,7 @@ setup(
         "spm": ["sentencepiece>=0.1.99"],
         "hf": ["transformers>=4.40", "safetensors>=0.4"],
         "tensorboard": ["tensorboard>=2.10"],
+        "tasks": ["seqeval>=1.2", "scikit-learn>=1.0", "scipy>=1.7"],  # downstream metrics (python -m xlm.finetune)
         "test": [
             "pytest>=7",
             "hypothesis>=6",
@@ -31,6 +32,9 @@ setup(
             "safetensors>=0.4",
             "sentencepiece>=0.1.99",
             "tensorboard>=2.10",
+            "seqeval>=1.2",
+            "scikit-learn>=1.0",
+            "scipy>=1.7",
         ],
         "dev": ["ruff>=0.4", "pytest>=7", "hypothesis>=6", "cython>=3"],
     },

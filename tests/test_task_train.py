@@ -134,3 +134,31 @@ def test_command_line_errors_are_one_line_and_exit_1(tmp_path):
     r = subprocess.run([sys.executable, "-m", "xlm.finetune", "tokens", "--config", str(path)],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 1 and r.stderr.strip() == "error: m.pt: no such file or folder"
+
+
+def test_two_processes_fine_tune_like_one(tmp_path):
+    """torchrun with 2 ranks (gloo): each takes half of every batch; losses and scores equal one process's."""
+    tiny_model(tmp_path / "model.pt")
+    folder = write_pair_task(tmp_path / "task", n_train=128, n_eval=32)
+    paths = {}
+    for name in ("one", "two"):
+        paths[name] = write_config(
+            tmp_path / f"{name}.yaml", run={"dir": str(tmp_path / name), "log_every": 2},
+            model={"path": str(tmp_path / "model.pt")}, head={"dropout": 0.0},
+            data={"path": str(folder), "langs": ["en", "fr"], "labels": ["same", "other"], "tokenized": True,
+                  "max_len": 32}, optim=OPTIM, train={"epochs": 2, "batch_size": 32})
+    with one_thread():
+        one = run_task("sentence", load_task_config("sentence", paths["one"]))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
+                        "xlm.finetune", "sentence", "--config", str(paths["two"])],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert two["metrics"] == pytest.approx(one["metrics"])
+
+    def losses(name):
+        return [rec["loss"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+                if (rec := json.loads(line))["kind"] == "train"]
+
+    assert losses("two") == pytest.approx(losses("one"), rel=1e-5) and len(losses("one")) == 4

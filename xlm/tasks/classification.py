@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from xlm.errors import XLMError
-from xlm.tasks.config import SPLITS, SentenceConfig
+from xlm.tasks.config import SPLITS, SentenceConfig, fill
 from xlm.tasks.formats.sentence import (
     FORMAT_FILES,
     FORMAT_FILES_BY_LANG,
@@ -35,12 +35,6 @@ from xlm.tasks.inputs import fit_pair, frame, pair, single, truncate
 from xlm.tasks.metrics import classification_scores, regression_scores
 from xlm.tasks.runner import FinetuneTask
 from xlm.tasks.text import TextEncoder
-
-
-def split_files(fmt: str, files: dict[str, str], by_lang: dict[str, dict[str, str]], split: str, lang: str) -> str:
-    """The file pattern of one split and language: a per-language exception, else the split's pattern."""
-    merged_lang = {**FORMAT_FILES_BY_LANG.get(fmt, {}), **by_lang}.get(lang, {})
-    return merged_lang.get(split, {**FORMAT_FILES.get(fmt, {}), **files}.get(split, ""))
 
 
 class SentenceTask(FinetuneTask):
@@ -75,12 +69,10 @@ class SentenceTask(FinetuneTask):
         rows, stats = {}, ReadStats()
         for split in SPLITS:
             for lang in d.train_langs if split == "train" else d.langs:
-                pattern = split_files(d.format, d.files, d.files_by_lang, split, lang)
-                if not pattern:
-                    if split != "test":
-                        raise XLMError(f"data.files.{split}: no file pattern for {lang!r}")
+                pattern = d.file_for(split, lang, FORMAT_FILES[d.format], FORMAT_FILES_BY_LANG.get(d.format))
+                if pattern is None:
                     continue
-                path = Path(d.path) / pattern.format(lang=lang, split=split)
+                path = Path(d.path) / fill(pattern, f"data.files.{split}", lang=lang, split=split)
                 got = read_examples(d.format, path, lang, columns=d.columns or None, header=d.header,
                                     skip_malformed=d.skip_malformed, stats=stats)
                 if split == "train" and d.max_train_examples > 0:

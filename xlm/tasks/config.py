@@ -82,6 +82,21 @@ class LangData:
         if self.max_len < 8:
             raise XLMError(f"{prefix}.max_len: must be at least 8, got {self.max_len}")
 
+    def file_for(self, split: str, lang: str, defaults: dict[str, str],
+                 defaults_by_lang: dict[str, dict[str, str]] | None = None) -> str | None:
+        """The file pattern of a split and language: ``files_by_lang``, else ``files``, else the format's.
+
+        An empty pattern means no such file: allowed for ``test``, and for ``valid`` of a language
+        that is not trained on; ``train`` and the training languages' ``valid`` are required.
+        """
+        by_lang = {**(defaults_by_lang or {}), **self.files_by_lang}.get(lang, {})
+        pattern = by_lang.get(split, {**defaults, **self.files}.get(split, ""))
+        if pattern:
+            return pattern
+        if split == "train" or (split == "valid" and lang in self.train_langs):
+            raise XLMError(f"data.files.{split}: no file for {lang!r} (needed: it is a training language)")
+        return None
+
 
 @dataclass
 class SentenceData(LangData):
@@ -147,6 +162,8 @@ class SentenceConfig(FtTaskConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.data.format != "tsv" and (self.data.columns or self.data.header):
+            raise XLMError(f"data.columns, data.header: only for format tsv ({self.data.format} files have their own)")
         if self.data.regression and self.data.labels:
             raise XLMError("data.labels: a regression task has no labels")
         if self.data.regression and self.train.weighted:
@@ -241,6 +258,15 @@ class MiningConfig:
             raise XLMError("data.tune_split: the threshold is chosen on a gold sample, never on the evaluated split")
         if self.data.k < 1:
             raise XLMError(f"data.k: must be positive, got {self.data.k}")
+
+
+def fill(pattern: str, key: str, **names: str) -> str:
+    """``pattern.format(**names)`` with a config error naming ``key`` for an unknown placeholder."""
+    try:
+        return pattern.format(**names)
+    except (KeyError, IndexError, ValueError) as e:
+        raise XLMError(f"{key}: bad file pattern {pattern!r} ({e}); placeholders: "
+                       f"{', '.join('{' + n + '}' for n in names)}") from None
 
 
 CONFIGS: dict[str, type] = {"sentence": SentenceConfig, "tokens": TokensConfig, "qa": QAConfig,

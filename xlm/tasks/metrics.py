@@ -28,8 +28,18 @@ import numpy as np
 from xlm.errors import XLMError
 
 
+def _need(module: str) -> None:
+    """The metric libraries are the ``tasks`` extra; say so instead of a bare ImportError."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise XLMError(f"this metric needs the {module} package: pip install 'xlm[tasks]' (seqeval, scikit-learn, "
+                       f"scipy)")
+
+
 # -- sentence tasks ---------------------------------------------------------------------------
 def classification_scores(gold: Sequence[int], pred: Sequence[int], n_classes: int) -> dict[str, float]:
+    _need("sklearn")
     from sklearn.metrics import f1_score, matthews_corrcoef
 
     gold, pred = np.asarray(gold), np.asarray(pred)
@@ -43,6 +53,7 @@ def classification_scores(gold: Sequence[int], pred: Sequence[int], n_classes: i
 
 def regression_scores(gold: Sequence[float], pred: Sequence[float]) -> dict[str, float]:
     """Pearson and Spearman correlations; NaN (reported as n/a) when either side is constant."""
+    _need("scipy")
     from scipy.stats import pearsonr, spearmanr
 
     gold, pred = np.asarray(gold, dtype=np.float64), np.asarray(pred, dtype=np.float64)
@@ -54,6 +65,7 @@ def regression_scores(gold: Sequence[float], pred: Sequence[float]) -> dict[str,
 # -- token tasks --------------------------------------------------------------------------------
 def entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
     """seqeval's default (conlleval-compatible) mode, micro-averaged over entities."""
+    _need("seqeval")
     from seqeval.metrics import f1_score, precision_score, recall_score
 
     return {"f1": 100.0 * float(f1_score(gold, pred, zero_division=0)),

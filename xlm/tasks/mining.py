@@ -28,7 +28,7 @@ from xlm.errors import XLMError
 from xlm.io import atomic_write_text
 from xlm.retrieval import precision_at_1
 from xlm.tasks import results
-from xlm.tasks.config import MiningConfig, RetrievalConfig
+from xlm.tasks.config import MiningConfig, RetrievalConfig, fill
 from xlm.tasks.formats.bitext import LANG3, read_aligned, read_bucc_gold, read_bucc_sentences
 
 BLOCK = 4096  # rows of the similarity matrix computed at once
@@ -156,7 +156,7 @@ def run_retrieval(cfg: RetrievalConfig) -> dict[str, Any]:
     for lang in d.langs:
         names = {"lang": lang, "lang3": d.lang3.get(lang, LANG3.get(lang, lang)), "tgt": d.target_lang,
                  "tgt3": d.lang3.get(d.target_lang, LANG3.get(d.target_lang, d.target_lang))}
-        src, tgt = (Path(d.path) / d.files[k].format(**names) for k in ("src", "tgt"))
+        src, tgt = (Path(d.path) / fill(d.files[k], f"data.files.{k}", **names) for k in ("src", "tgt"))
         xs, ys = read_aligned(src, tgt, d.max_pairs)
         r = precision_at_1(_encode(p, cfg, xs, lang), _encode(p, cfg, ys, d.target_lang), d.margin)
         metrics[f"test_{lang}_acc"], metrics[f"test_{lang}_acc_rev"] = r.src_to_tgt, r.tgt_to_src

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from xlm.data.dictionary import EOS_INDEX
 from xlm.errors import XLMError
-from xlm.tasks.config import SPLITS, QAConfig
+from xlm.tasks.config import SPLITS, QAConfig, fill
 from xlm.tasks.formats.squad import QAExample, read_squad
 from xlm.tasks.inputs import Feature
 from xlm.tasks.metrics import qa_scores
@@ -73,19 +73,16 @@ class QATask(FinetuneTask):
 
     def load(self, p, log) -> None:
         d = self.cfg.data
-        files = {**FORMAT_FILES, **d.files}
         enc = TextEncoder(p)
         max_len = min(d.max_len, p.model.position_embeddings.num_embeddings)
         unanswerable = 0
         for split in SPLITS:
             for lang in d.train_langs if split == "train" else d.langs:
                 qlang = d.question_langs.get(lang, lang)
-                pattern = d.files_by_lang.get(lang, {}).get(split, files.get(split, ""))
-                if not pattern:
-                    if split != "test":
-                        raise XLMError(f"data.files.{split}: no file pattern for {lang!r}")
+                pattern = d.file_for(split, lang, FORMAT_FILES)
+                if pattern is None:
                     continue
-                path = Path(d.path) / pattern.format(lang=lang, qlang=qlang, split=split)
+                path = Path(d.path) / fill(pattern, f"data.files.{split}", lang=lang, qlang=qlang, split=split)
                 exs = read_squad(path)
                 if split == "train" and d.max_train_examples > 0:
                     exs = exs[: d.max_train_examples]

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from xlm.errors import XLMError
-from xlm.tasks.config import SPLITS, TokensConfig
+from xlm.tasks.config import SPLITS, TokensConfig, fill
 from xlm.tasks.formats.tokens import UPOS_TAGS, TaggedSentence, read_tagged
 from xlm.tasks.inputs import Feature, frame
 from xlm.tasks.metrics import entity_scores, tag_accuracy
@@ -59,15 +59,12 @@ class TokensTask(FinetuneTask):
 
     def load(self, p, log) -> None:
         d = self.cfg.data
-        files = {**FORMAT_FILES[d.format], **d.files}
         for split in SPLITS:
             for lang in d.train_langs if split == "train" else d.langs:
-                pattern = d.files_by_lang.get(lang, {}).get(split, files.get(split, ""))
-                if not pattern:
-                    if split != "test":
-                        raise XLMError(f"data.files.{split}: no file pattern for {lang!r}")
+                pattern = d.file_for(split, lang, FORMAT_FILES[d.format])
+                if pattern is None:
                     continue
-                path = Path(d.path) / pattern.format(lang=lang, split=split)
+                path = Path(d.path) / fill(pattern, f"data.files.{split}", lang=lang, split=split)
                 sents = read_tagged(d.format, path, d.column)
                 if split == "train" and d.max_train_examples > 0:
                     sents = sents[: d.max_train_examples]
