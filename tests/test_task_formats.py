@@ -205,3 +205,21 @@ def test_bucc_and_tatoeba(tmp_path):
     (tmp_path / "tatoeba.deu-eng.eng").write_text("Hello.\n", "utf-8")
     with pytest.raises(XLMError, match="has 2 lines but .* has 1"):
         read_aligned(tmp_path / "tatoeba.deu-eng.deu", tmp_path / "tatoeba.deu-eng.eng")
+
+
+def test_derived_concept_task_tags_whole_words_by_the_lexicon():
+    import importlib.util
+
+    from tests.training_data import ROOT
+
+    spec = importlib.util.spec_from_file_location("make_concept_task", ROOT / "scripts" / "make_concept_task.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fr = ["Le", "mot", "de", "passe", "du", "fichier", "est", "invalide", ";", "erreurs"]
+    assert mod.tag(fr, mod.forms("fr"), "fr") == ["O", "B-PASSWORD", "I-PASSWORD", "I-PASSWORD", "O", "B-FILE",
+                                                 "O", "O", "O", "B-ERROR"]
+    zh = list("无法打开文件夹中的文件")  # 文件夹 (folder) is DIR, the longer run wins over 文件 (file)
+    assert mod.tag(zh, mod.forms("zh"), "zh") == ["O"] * 4 + ["B-DIR", "I-DIR", "I-DIR", "O", "O", "B-FILE", "I-FILE"]
+    en = ["Close", "all", "windows", "of", "Windows", ":", "the", "file's", "Datei"]
+    assert mod.tag(en, mod.forms("en"), "en") == ["O", "O", "B-WINDOW", "O", "O", "O", "O", "O", "O"]
+    assert mod.tag(["Konfigurationsdatei", "Dateien"], mod.forms("de"), "de") == ["O", "B-FILE"]

@@ -123,3 +123,24 @@ def test_sentence_task_truncates_training_sentences_only(tmp_path):
     assert valid.ids.tolist() == [1, *ids_a, 1, *ids_b, 1] and (valid.lang_a, valid.lang_b) == (1, 1)
     assert task.features[("train", "en")][1].ids.tolist() == [1, d.index("w1"), 1, d.index("w2"), d.index("w3"), 1]
     assert task.y[("train", "en")].tolist() == [0, 1]
+
+
+def test_translate_train_all_trains_on_every_language_with_its_language_id(tmp_path):
+    from xlm.tasks.runner import Finetuner
+
+    tiny_model(tmp_path / "model.pt")
+    data = tmp_path / "task"
+    data.mkdir()
+    for split, lang in (("train", "en"), ("train", "fr"), ("valid", "en"), ("valid", "fr"), ("test", "en"),
+                        ("test", "fr")):
+        (data / f"{split}.{lang}.tsv").write_text("w1 w2\tw3\tsame\nw4\tw5\tother\nw6\tw7\tother\n", "utf-8")
+    cfg = load_task_config("sentence", write_config(
+        tmp_path / "c.yaml", run={"dir": str(tmp_path / "run")}, model={"path": str(tmp_path / "model.pt")},
+        data={"path": str(data), "langs": ["en", "fr"], "train_langs": ["en", "fr"], "labels": ["same", "other"],
+              "tokenized": True}, train={"batch_size": 4}))
+    ft = Finetuner(SentenceTask(cfg))
+    assert ft.n_train == 6 and ft.steps_per_epoch == 2
+    batch = ft._batch_items(0) + ft._batch_items(1)
+    assert sorted(batch) == [(lg, i) for lg in ("en", "fr") for i in range(3)]  # one epoch: every example once
+    assert {f.lang_a for f in ft.task.features[("train", "fr")]} == {1}
+    ft.log.close()
