@@ -6,7 +6,9 @@ save an untrained model of the same config (the weights the trainer starts from)
 three models
 
 1. fine-tune the derived concept-tagging task (scripts/make_concept_task.py) on English and test
-   zero-shot on French, German and Chinese (configs/finetune/msgcorpus_concepts.yaml);
+   zero-shot on French, German and Chinese (configs/finetune/msgcorpus_concepts.yaml), and train
+   only the head on the frozen encoder (``train.finetune_layers=1:0 head.lr=5e-3``, a probe of
+   what pretraining put in the representations);
 2. retrieval of the English translation of the held-out fr and zh test sentences
    (configs/finetune/msgcorpus_retrieval.yaml) and BUCC-style mining
    (scripts/make_bucc_task.py, configs/finetune/msgcorpus_bucc.yaml).
@@ -83,15 +85,22 @@ def model_path(kind: str, seed: int, runs: Path) -> Path:
     return runs / f"random-s{seed}.pt" if kind == "random" else runs / f"{kind}-s{seed}" / "checkpoints" / "best.pt"
 
 
+EVALUATIONS = [  # name, task, config, overrides
+    ("concepts", "tokens", "msgcorpus_concepts", []),
+    ("probe", "tokens", "msgcorpus_concepts", ["train.finetune_layers=1:0", "head.lr=5e-3"]),  # frozen encoder
+    ("retrieval", "retrieval", "msgcorpus_retrieval", []),
+    ("mining", "mining", "msgcorpus_bucc", []),
+]
+
+
 def evaluations(kind: str, seed: int, runs: Path) -> list[tuple[str, list[str], Path]]:
     """(name, command, run folder) of each evaluation of one model."""
     model = model_path(kind, seed, runs)
     out = []
-    for name, task, config in (("concepts", "tokens", "msgcorpus_concepts"), ("retrieval", "retrieval",
-                               "msgcorpus_retrieval"), ("mining", "mining", "msgcorpus_bucc")):
+    for name, task, config, extra in EVALUATIONS:
         run = runs / f"{name}-{kind}-s{seed}"
         out.append((name, [sys.executable, "-m", "xlm.finetune", task, "--config", f"configs/finetune/{config}.yaml",
-                           f"model.path={model}", f"run.dir={run}", f"run.seed={seed}"], run))
+                           f"model.path={model}", f"run.dir={run}", f"run.seed={seed}", *extra], run))
     return out
 
 
@@ -139,30 +148,36 @@ def mean_sd(values: list[float]) -> str:
 
 def table(results: dict, seeds: list[int]) -> str:
     done = [s for s in seeds if all(f"{k}-s{s}" in results for k in MODELS)]
-    head = ("| model | en | fr | de | zh | avg | zero-shot avg (fr, de, zh) | retrieval fr→en | retrieval zh→en "
-            "| mining F1 fr-en | mining F1 zh-en |")
-    lines = [f"Concept tagging, entity F1 (seqeval, default mode), fine-tuned on English only; seeds {done} "
-             "(mean ± sd); retrieval accuracy (%) and BUCC-style mining F1 of the same encoders, before "
-             "fine-tuning", "", head, "|---" * 11 + "|"]
-    for rule, name in (("exact", "rule: English word → its training tag"),
-                       ("prefix", "rule: + same first 4 letters (cognates)")):
+    lines = [f"Concept tagging, entity F1 (seqeval, default mode), trained on English only, zero-shot on fr, de, zh; "
+             f"seeds {done} (mean ± sd)", "",
+             "| model | protocol | en | fr | de | zh | avg | zero-shot avg (fr, de, zh) |", "|---" * 8 + "|"]
+    for rule, name in (("exact", "rule: a word gets its English training tag"),
+                       ("prefix", "rule: + an unseen word the tag of a word with its first 4 letters")):
         f1 = results["rules"][rule]
         cells = [f"{f1[lg]:.1f}" for lg in LANGS]
         cells += [f"{statistics.mean(f1.values()):.1f}", f"{statistics.mean(f1[lg] for lg in LANGS[1:]):.1f}"]
-        lines.append(f"| {name} | " + " | ".join(cells + ["–"] * 4) + " |")
+        lines.append(f"| {name} | – | " + " | ".join(cells) + " |")
+    for kind in MODELS:
+        for protocol, label in (("concepts", "fine-tuned"), ("probe", "frozen encoder")):
+            rs = [results[f"{kind}-s{s}"][protocol] for s in done]
+            cells = [mean_sd([r[f"test_{lg}_f1"] for r in rs]) for lg in LANGS]
+            cells.append(mean_sd([r["test_f1"] for r in rs]))
+            cells.append(mean_sd([statistics.mean(r[f"test_{lg}_f1"] for lg in LANGS[1:]) for r in rs]))
+            lines.append(f"| {NAMES[kind]} | {label} | " + " | ".join(cells) + " |")
+    lines += ["", f"The same encoders before fine-tuning: retrieval accuracy xx→en (%) and BUCC-style mining F1; seeds "
+              f"{done}", "", "| model | retrieval fr→en | retrieval zh→en | mining F1 fr-en | mining F1 zh-en |",
+              "|---" * 5 + "|"]
     for kind in MODELS:
         rs = [results[f"{kind}-s{s}"] for s in done]
-        cells = [mean_sd([r["concepts"][f"test_{lg}_f1"] for r in rs]) for lg in LANGS]
-        cells.append(mean_sd([r["concepts"]["test_f1"] for r in rs]))
-        cells.append(mean_sd([statistics.mean(r["concepts"][f"test_{lg}_f1"] for lg in LANGS[1:]) for r in rs]))
-        cells += [mean_sd([r["retrieval"][f"test_{lg}_acc"] for r in rs]) for lg in ("fr", "zh")]
+        cells = [mean_sd([r["retrieval"][f"test_{lg}_acc"] for r in rs]) for lg in ("fr", "zh")]
         cells += [mean_sd([r["mining"][f"test_{lg}_f1"] for r in rs]) for lg in ("fr", "zh")]
         lines.append(f"| {NAMES[kind]} | " + " | ".join(cells) + " |")
-    lines += ["", "Per seed (concept F1 en / fr / de / zh):", ""]
+    lines += ["", "Per seed (concept F1 en / fr / de / zh, fine-tuned; frozen encoder):", ""]
     for kind in MODELS:
         for s in done:
-            c = results[f"{kind}-s{s}"]["concepts"]
-            lines.append(f"- {NAMES[kind]}, seed {s}: " + " / ".join(f"{c[f'test_{lg}_f1']:.1f}" for lg in LANGS))
+            c, p = (results[f"{kind}-s{s}"][k] for k in ("concepts", "probe"))
+            lines.append(f"- {NAMES[kind]}, seed {s}: " + " / ".join(f"{c[f'test_{lg}_f1']:.1f}" for lg in LANGS)
+                         + "; " + " / ".join(f"{p[f'test_{lg}_f1']:.1f}" for lg in LANGS))
     return "\n".join(lines) + "\n"
 
 

@@ -144,3 +144,61 @@ def test_translate_train_all_trains_on_every_language_with_its_language_id(tmp_p
     assert sorted(batch) == [(lg, i) for lg in ("en", "fr") for i in range(3)]  # one epoch: every example once
     assert {f.lang_a for f in ft.task.features[("train", "fr")]} == {1}
     ft.log.close()
+
+
+def test_qa_context_words_and_windows():
+    import numpy as np
+
+    from xlm.tasks.qa import QATask, context_words
+
+    ctx = "The Denver  Broncos won.\n北京大学 (1898)"
+    assert [ctx[a:b] for a, b in context_words(ctx)] == ["The", "Denver", "Broncos", "won.", "北", "京", "大", "学",
+                                                          "(1898)"]
+    cfg = load_task_config("qa", None, ["model.path=m", "data.path=d", "data.langs=[en]", "data.max_len=24",
+                                        "data.max_query_len=4", "data.doc_stride=5"])
+    task = QATask(cfg)
+    ctx_ids = np.arange(100, 130)  # 30 context pieces; room for 24 - 2 - 3 = 19 per window
+    wins = list(task._windows(0, ctx_ids, np.array([50, 51]), 0, 1, 24))
+    assert [w.start for w, _ in wins] == [0, 5, 10, 15]
+    w, f = wins[1]
+    assert f.ids.tolist() == [1, 50, 51, 1, *range(105, 124), 1] and (f.split, f.lang_a, f.lang_b) == (3, 0, 1)
+    # every context piece is read in exactly one window: the one where it has the most context
+    owner = {}
+    for w, _ in wins:
+        for j in np.flatnonzero(w.max_context):
+            assert w.start + j not in owner
+            owner[w.start + j] = w.start
+    assert sorted(owner) == list(range(30)) and owner[0] == 0 and owner[12] == 5 and owner[29] == 15
+
+
+def test_finetune_layers_and_class_weights_as_the_original(tmp_path):
+    import torch.nn.functional as F
+
+    from xlm.logging import RunLogger
+    from xlm.tasks.heads import finetuned_parameters
+
+    enc = xlm.load_pretrained(tiny_model(tmp_path / "model.pt")).model  # 1 layer
+    names = {id(p): n for n, p in enc.named_parameters()}
+
+    def chosen(spec):
+        return sorted({names[id(p)].split(".")[0] for p in finetuned_parameters(enc, spec)})
+
+    emb = ["embeddings", "lang_embeddings", "layer_norm_emb", "position_embeddings"]
+    layer = ["attentions", "ffns", "layer_norm1", "layer_norm2"]
+    assert chosen("0:_1") == sorted(emb + layer) and chosen("0:0") == emb
+    assert chosen("1:_1") == layer and chosen("_1:_1") == layer and chosen("1:0") == []
+    data = tmp_path / "task"
+    data.mkdir()
+    rows = "w1\tw2\ta\nw3\tw4\tb\nw5\tw6\tb\nw7\tw8\tb\n"  # 1 a, 3 b: weights 1/1 and 1/3, normalized
+    for split in ("train", "valid", "test"):
+        (data / f"{split}.en.tsv").write_text(rows, "utf-8")
+    cfg = load_task_config("sentence", write_config(
+        tmp_path / "c.yaml", model={"path": str(tmp_path / "model.pt")}, train={"weighted": True},
+        data={"path": str(data), "langs": ["en"], "tokenized": True}))
+    task = SentenceTask(cfg)
+    task.load(xlm.load_pretrained(tmp_path / "model.pt"), RunLogger(tmp_path / "log", False))
+    assert task.labels == ["a", "b"] and task.class_weights.tolist() == pytest.approx([0.75, 0.25])
+    logits = torch.randn(4, 2)
+    y = task.targets("en", [0, 1, 2, 3])
+    mean = task.loss(logits, y) / task.weight([("en", i) for i in range(4)])
+    assert mean.item() == pytest.approx(F.cross_entropy(logits, y, weight=task.class_weights).item())

@@ -105,6 +105,7 @@ def test_configs_are_strict_and_the_shipped_ones_load(tmp_path):
     path = write_config(tmp_path / "c.yaml", model={"path": "m.pt"}, data={"path": "d", "langs": ["en", "fr"]})
     cfg = load_task_config("sentence", path)
     assert cfg.data.positions == "continue" and cfg.train.finetune_layers == "0:_1"
+    assert load_task_config("sentence", path, ["head.lr=5e-3"]).head.lr == 0.005  # YAML 1.1 reads 5e-3 as a string
     for bad, message in ((["train.epoch=3"], "unknown config key 'train.epoch'"),
                          (["data.train_langs=[de]"], "data.train_langs: 'de' is not in data.langs"),
                          (["train.finetune_layers=0-2"], "train.finetune_layers: expected 'i:j'"),

@@ -70,8 +70,9 @@ def export_hf(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
         conf["id2label"] = {str(i): lab for i, lab in enumerate(labels)}
         conf["label2id"] = {lab: i for i, lab in enumerate(labels)}
     if kind == "sequence":
+        dropout = float(((ckpt.get("config") or {}).get("head") or {}).get("dropout", 0.1))
         conf.update({"summary_type": "first", "summary_use_proj": True, "summary_activation": None,
-                     "summary_proj_to_labels": True, "summary_first_dropout": 0.1})
+                     "summary_proj_to_labels": True, "summary_first_dropout": dropout})
         if not labels:
             conf["problem_type"] = "regression"
     conf["xlm"] = {**conf.get("xlm", {}), "task": ckpt.get("task"), "head_kind": kind}
