@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import xlm
 from tests.task_data import WORDS, tiny_model, write_bucc, write_config, write_ner_task, write_pair_task, write_qa_task
@@ -163,3 +164,17 @@ def test_two_processes_fine_tune_like_one(tmp_path):
                 if (rec := json.loads(line))["kind"] == "train"]
 
     assert losses("two") == pytest.approx(losses("one"), rel=1e-5) and len(losses("one")) == 4
+
+
+def test_mixed_precision_is_the_trainers(tmp_path):
+    tiny_model(tmp_path / "model.pt")
+    folder = write_pair_task(tmp_path / "task", n_train=64, n_eval=16)
+    data = {"labels": ["same", "other"], "tokenized": True, "max_len": 32}
+    cfg = config(tmp_path, "sentence", folder, data, max_steps=2, precision="bf16")
+    with one_thread():
+        m = run_task("sentence", cfg)["metrics"]
+    assert 0 <= m["test_en_acc"] <= 100
+    cfg = config(tmp_path, "sentence", folder, data, max_steps=2, precision="fp16")
+    if not torch.cuda.is_available():
+        with pytest.raises(XLMError, match="fp16 needs a CUDA device"):
+            run_task("sentence", cfg)
