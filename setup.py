@@ -27,6 +27,7 @@ setup(
         "ja": ["fugashi>=1.3", "unidic-lite>=1.0.8"],
         "segment": ["pythainlp>=3.0", "jieba>=0.42", "fugashi>=1.3", "unidic-lite>=1.0.8"],
         "tensorboard": ["tensorboard>=2.10"],
+        "tasks": ["seqeval>=1.2", "scikit-learn>=1.0", "scipy>=1.7"],  # downstream metrics (python -m xlm.finetune)
         "test": [
             "pytest>=7",
             "hypothesis>=6",
@@ -37,6 +38,9 @@ setup(
             "tensorboard>=2.10",
             "pythainlp>=3.0",  # th and zh segmenter tests; ja (fugashi + a 47 MB dictionary) is skipped
             "jieba>=0.42",
+            "seqeval>=1.2",
+            "scikit-learn>=1.0",
+            "scipy>=1.7",
         ],
         "dev": ["ruff>=0.4", "pytest>=7", "hypothesis>=6", "cython>=3"],
     },

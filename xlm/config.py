@@ -359,7 +359,7 @@ def _parse_override_value(text: str, tp: Any, key: str) -> Any:
     base = typing.get_origin(tp)
     if tp is str or (base is Literal and all(isinstance(c, str) for c in typing.get_args(tp))):
         return text
-    if tp is float:  # YAML 1.1 reads "3e-4" as a string
+    if tp is float or (base in (Union, types.UnionType) and float in typing.get_args(tp)):  # YAML 1.1: "3e-4" is a str
         try:
             return float(text)
         except ValueError:

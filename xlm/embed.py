@@ -47,6 +47,7 @@ def encode(
     batch_size: int = 32,
     tokenized: bool = False,
     per_token: bool = False,
+    layer: int | None = None,
 ) -> Tensor | list[TokenStates]:
     """Embed ``sentences`` of language ``lang``.
 
@@ -54,10 +55,15 @@ def encode(
     ``</s>`` (the original's sentence embedding), ``"mean"`` averages the states of the BPE pieces
     (framing tokens and padding excluded). With ``per_token=True``, returns each sentence's pieces
     and their states instead. ``tokenized=True`` skips Moses tokenization (BPE is still applied).
+    ``layer=k`` reads the states of layer ``k`` instead of the last one, for probing: 0 is the
+    embedding output, ``n_layers`` the last layer, negative values count from the end (-1: last).
     """
     if pooling not in ("first", "mean"):
         raise XLMError(f"pooling: expected 'first' or 'mean', got {pooling!r}")
     model = p.model
+    if layer is not None and not -(model.n_layers + 1) <= layer <= model.n_layers:
+        raise XLMError(f"layer: {layer} is out of range for a model of {model.n_layers} layers "
+                       f"(0..{model.n_layers}, or negative from the end)")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -70,7 +76,8 @@ def encode(
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             x, lengths, langs = text.pad([ids[i] for i in idx], lang_id, device)
-            h = model(x, lengths=lengths, langs=langs, causal=p.causal).float()
+            h = model(x, lengths=lengths, langs=langs, causal=p.causal, return_all=layer is not None)
+            h = (h if layer is None else h[layer]).float()
             for row, i in enumerate(idx):
                 n = len(ids[i])
                 if per_token:

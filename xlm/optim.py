@@ -32,8 +32,14 @@ def param_groups(model: nn.Module, weight_decay: float, decay_1d: bool) -> list[
     return groups
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay, decay_1d=cfg.optimizer == "adam")
+def build_optimizer(model: nn.Module | list[tuple[nn.Module, float]], cfg: OptimConfig) -> torch.optim.Optimizer:
+    """AdamW over ``model``; a list of ``(module, lr_scale)`` gives each module its own learning rate
+    (``lr_scale`` times the schedule's), as fine-tuning does for the encoder and the task head."""
+    if isinstance(model, nn.Module):
+        groups = param_groups(model, cfg.weight_decay, decay_1d=cfg.optimizer == "adam")
+    else:
+        groups = [{**g, "lr_scale": scale} for module, scale in model
+                  for g in param_groups(module, cfg.weight_decay, decay_1d=cfg.optimizer == "adam") if g["params"]]
     return torch.optim.AdamW(groups, lr=lr_at(0, cfg, 1), betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                              weight_decay=cfg.weight_decay)
 
@@ -63,7 +69,10 @@ def lr_at(n: int, cfg: OptimConfig, max_steps: int) -> float:
 
 
 class LRScheduler:
-    """Sets the learning rate of every parameter group before each update; state is the update count."""
+    """Sets the learning rate of every parameter group before each update; state is the update count.
+
+    A group's ``lr_scale`` (default 1) multiplies the scheduled rate.
+    """
 
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: OptimConfig, max_steps: int):
         self.optimizer, self.cfg, self.max_steps = optimizer, cfg, max_steps
@@ -77,7 +86,7 @@ class LRScheduler:
     def _apply(self) -> None:
         lr = self.lr
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
 
     def step(self) -> None:
         """Call after ``optimizer.step()``."""

@@ -138,12 +138,16 @@ class TransformerModel(nn.Module):
         langs: Tensor | int | None = None,
         positions: Tensor | None = None,
         causal: bool = False,
-    ) -> Tensor:
+        return_all: bool = False,
+    ) -> Tensor | list[Tensor]:
         """Encode ``x`` ``(batch, seq)`` to hidden states ``(batch, seq, emb_dim)``.
 
         ``lengths`` defaults to the number of non-padding tokens (right padding assumed).
         ``langs`` is a ``(batch, seq)`` tensor or one id for every token; without it no language
         vector is added at all (as in the original). ``positions`` default to ``0..seq-1``.
+        ``return_all=True`` returns ``n_layers + 1`` tensors (for probing): the embedding output, then
+        each layer's output, the last being the usual output (the order of Hugging Face's
+        ``output_hidden_states``; a pre-norm model's last entry has its final LayerNorm applied).
         """
         bs, slen = x.shape
         if slen > self.position_embeddings.num_embeddings and positions is None:
@@ -169,6 +173,7 @@ class TransformerModel(nn.Module):
         if pad_mask is not None:
             h = h * pad_mask.unsqueeze(-1).to(h.dtype)
             key_mask = pad_mask[:, None, None, :]
+        states = [h] if return_all else None
 
         for i in range(self.n_layers):
             if self.cfg.pre_norm:
@@ -183,10 +188,15 @@ class TransformerModel(nn.Module):
                 h = self.layer_norm2[i](h + self.ffns[i](h))
             if pad_mask is not None:
                 h = h * pad_mask.unsqueeze(-1).to(h.dtype)
+            if states is not None:
+                states.append(h)
         if self.cfg.pre_norm:
             h = self.layer_norm_out(h)
             if pad_mask is not None:
                 h = h * pad_mask.unsqueeze(-1).to(h.dtype)
+        if states is not None:
+            states[-1] = h
+            return states
         return h
 
     def predict(self, h: Tensor) -> Tensor:
