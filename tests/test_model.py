@@ -121,3 +121,29 @@ def test_padding_row_is_zero_and_lookups_give_it_no_gradient():
 def test_invalid_architecture_is_a_clear_error():
     with pytest.raises(XLMError, match="emb_dim"):
         TransformerModel(ModelConfig(emb_dim=30, n_heads=4), 50, 1)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_masked_out_keys_have_no_influence(causal):
+    """An arbitrary per-example mask: changing a token no query may see leaves every output unchanged."""
+    m = tiny()
+    torch.manual_seed(1)
+    x = torch.randint(5, 50, (2, 10))
+    lengths = torch.tensor([10, 7])
+    x[1, 7:] = m.pad_index
+    mask = torch.rand(2, 10, 10) < 0.5
+    mask |= torch.eye(10, dtype=torch.bool)  # every query sees at least itself
+    mask[:, :, 3] = False  # nobody attends to position 3 ...
+    mask[:, 3, 3] = True  # ... except position 3 itself
+    h = m(x, lengths, langs=0, causal=causal, attn_mask=mask)
+    y = x.clone()
+    y[:, 3] = (y[:, 3] + 1 - 5) % 45 + 5
+    g = m(y, lengths, langs=0, causal=causal, attn_mask=mask)
+    keep = torch.ones(10, dtype=torch.bool)
+    keep[3] = False
+    assert torch.isfinite(h).all()
+    torch.testing.assert_close(g[:, keep], h[:, keep], rtol=0, atol=1e-6)
+    assert not torch.allclose(g[:, 3], h[:, 3])
+    # an all-True mask is the plain computation
+    full = m(x, lengths, langs=0, causal=causal, attn_mask=torch.ones(2, 10, 10, dtype=torch.bool))
+    torch.testing.assert_close(full, m(x, lengths, langs=0, causal=causal), rtol=0, atol=1e-5)

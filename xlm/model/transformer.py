@@ -40,7 +40,7 @@ class MultiHeadAttention(nn.Module):
         self.out_lin = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor, key_mask: Tensor | None, causal: bool) -> Tensor:
-        """``key_mask``: bool ``(batch, 1, 1, seq)``, True where a key may be attended (None: all)."""
+        """``key_mask``: bool ``(batch, 1, 1|seq, seq)``, True where a key may be attended (None: all)."""
         bs, slen, dim = x.shape
         heads = lambda t: t.view(bs, slen, self.n_heads, dim // self.n_heads).transpose(1, 2)
         q, k, v = heads(self.q_lin(x)), heads(self.k_lin(x)), heads(self.v_lin(x))
@@ -55,6 +55,25 @@ class MultiHeadAttention(nn.Module):
             is_causal=causal,
         )
         return self.out_lin(out.transpose(1, 2).reshape(bs, slen, dim))
+
+
+def full_attention_mask(attn_mask: Tensor, key_mask: Tensor | None, pad_mask: Tensor | None, causal: bool) -> Tensor:
+    """Combine a per-example mask ``(batch, q, k)`` with padding and causality -> ``(batch, 1, q, k)``.
+
+    Padded query rows may attend everywhere: their outputs are zeroed afterwards, and a fully masked
+    row would give NaN in SDPA, which would then leak through the zeroed values into real rows.
+    """
+    if attn_mask.dim() != 3 or attn_mask.dtype != torch.bool:
+        raise ValueError(f"attn_mask must be bool (batch, seq, seq), got {attn_mask.dtype} {tuple(attn_mask.shape)}")
+    mask = attn_mask[:, None]
+    if key_mask is not None:
+        mask = mask & key_mask
+    if causal:
+        slen = attn_mask.shape[-1]
+        mask = mask & torch.ones(slen, slen, dtype=torch.bool, device=mask.device).tril()
+    if pad_mask is not None:
+        mask = mask | ~pad_mask[:, None, :, None]
+    return mask
 
 
 class TransformerFFN(nn.Module):
@@ -139,6 +158,7 @@ class TransformerModel(nn.Module):
         positions: Tensor | None = None,
         causal: bool = False,
         return_all: bool = False,
+        attn_mask: Tensor | None = None,
     ) -> Tensor | list[Tensor]:
         """Encode ``x`` ``(batch, seq)`` to hidden states ``(batch, seq, emb_dim)``.
 
@@ -148,6 +168,10 @@ class TransformerModel(nn.Module):
         ``return_all=True`` returns ``n_layers + 1`` tensors (for probing): the embedding output, then
         each layer's output, the last being the usual output (the order of Hugging Face's
         ``output_hidden_states``; a pre-norm model's last entry has its final LayerNorm applied).
+        ``attn_mask``: bool ``(batch, seq, seq)``, True where query ``i`` may attend to key ``j``;
+        it is combined (AND) with the padding and, when ``causal``, the causal masks. Objectives
+        with their own attention pattern (CAMLM, packed rows) pass it; every real query must be
+        allowed at least one key.
         """
         bs, slen = x.shape
         if slen > self.position_embeddings.num_embeddings and positions is None:
@@ -173,6 +197,9 @@ class TransformerModel(nn.Module):
         if pad_mask is not None:
             h = h * pad_mask.unsqueeze(-1).to(h.dtype)
             key_mask = pad_mask[:, None, None, :]
+        if attn_mask is not None:
+            key_mask = full_attention_mask(attn_mask, key_mask, pad_mask, causal)
+            causal = False  # folded into the mask
         states = [h] if return_all else None
 
         for i in range(self.n_layers):
