@@ -35,6 +35,8 @@ class ModelConfig:
     share_inout_emb: bool = True
     max_positions: int = 512
     pre_norm: bool = False
+    # false: an encoder-decoder translation model (xlm.model.decoder), the original's --encoder_only false
+    encoder_only: bool = True
 
     def validate(self, prefix: str = "model") -> None:
         _positive(self, prefix, "emb_dim", "n_layers", "n_heads", "max_positions")
@@ -192,6 +194,10 @@ class InitConfig:
     from_: str = field(default="", metadata={"key": "from"})
     strict: bool = True  # every parameter of the new model must come from `from`, with its shape
     emb: str = ""  # fastText-format word vectors (.vec text: "n dim" header, then "word v1 .. vdim")
+    # encoder-decoder models (model.encoder_only: false): the model each side starts from (default: `from`);
+    # the decoder's cross-attention is new (the paper's initialization, Lample & Conneau 2019 section 5.2)
+    encoder: str = ""
+    decoder: str = ""
 
 
 @dataclass
