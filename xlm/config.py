@@ -229,6 +229,11 @@ class Config:
                                        f"data.langs {self.data.langs}")
         if self.model.max_positions < self.data.bptt and (self.objectives.mlm or self.objectives.clm):
             raise XLMError(f"data.bptt: {self.data.bptt} exceeds model.max_positions ({self.model.max_positions})")
+        if (self.init.encoder or self.init.decoder) and self.model.encoder_only:
+            raise XLMError("init.encoder/init.decoder: only for an encoder-decoder (model.encoder_only: false)")
+        if not self.model.encoder_only:  # until the ae/mt/bt objectives train the decoder
+            raise XLMError("model.encoder_only: false: no training objective uses a decoder yet; encoder-decoder "
+                           "models are loaded and decoded (python -m xlm.translate, docs/translation.md)")
 
 
 # -- schedules ----------------------------------------------------------------------------------
