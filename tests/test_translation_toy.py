@@ -11,7 +11,7 @@ from xlm.generation import translate_ids
 from xlm.model.decoder import EncoderDecoder
 
 EOS, PAD, FIRST, N_SYMBOLS = 1, 2, 4, 10  # symbols are ids 4..13
-STEPS = 300
+STEPS = 200
 
 
 def batch(n: int, g: torch.Generator) -> tuple[torch.Tensor, ...]:
