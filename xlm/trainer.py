@@ -163,6 +163,9 @@ class Trainer:
                                        cfg.run.seed, cfg.objectives.context_size, rank, world, log=self.log.info)
 
         torch.manual_seed(torch_seed(cfg.run.seed))  # same initial weights on every rank
+        if cfg.model.pad_index != self.data.dictionary.pad_index:
+            raise XLMError(f"model.pad_index: {cfg.model.pad_index}, but <pad> is id {self.data.dictionary.pad_index} "
+                           f"in the vocabulary of {cfg.data.path}")
         self.model = TransformerModel(cfg.model, n_words, len(cfg.data.langs)).to(self.device)
         # self.wrapped: DDP / FSDP2 around the loss module (the loss module itself with one process);
         # self.train_model: what a training step calls (compiled when train.compile).
