@@ -330,6 +330,9 @@ class Trainer:
         payload = model_payload(self.model, self.cfg.model, self.data.lang2id, self.data.dictionary, self.cfg,
                                 self.data.bpe_codes, self.state.step, self.data.text_settings)
         payload["data_fingerprint"] = self.data.fingerprint
+        spm = Path(self.cfg.data.path) / "spm.model"
+        if spm.is_file():  # SentencePiece-segmented data: raw text needs the model (xlm.text)
+            payload["spm_model"] = spm.read_bytes()
         if self.fsdp:  # sharded DTensors: gather full tensors (a collective: every rank calls this)
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
