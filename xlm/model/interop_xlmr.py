@@ -160,7 +160,7 @@ def xlmr_state_to_ours(state: dict[str, Tensor], where: str = "model") -> dict[s
 def ours_to_xlmr_state(state: dict[str, Tensor], tied: bool) -> dict[str, Tensor]:
     """Ours -> ``XLMRobertaForMaskedLM`` keys; a tied decoder weight is left out, as ``save_pretrained`` does."""
     inverse = {v: k for k, v in {**_FIXED, **_HEAD}.items()}
-    layer = {v.replace("{i}.", ""): k for k, v in _LAYER.items()}
+    layer = {v.replace(".{i}", ""): k for k, v in _LAYER.items()}
     out = {}
     for k, v in state.items():
         if k == "pred_layer.proj.weight" and tied:
