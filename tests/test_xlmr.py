@@ -212,3 +212,18 @@ def test_continued_pretraining_through_train_py_then_export(hf, spm_model, tmp_p
         ours_logits = p.model.predict(p.model(ids, lengths=real.sum(1)))[..., to_ours]
     diff = (ours_logits[real] - _hf_logits(back, batch)[real]).abs().max().item()
     assert diff < 1e-5, diff
+
+
+def test_a_folder_with_tokenizer_json_only_gives_the_ids_but_refuses_raw_text(hf, tmp_path):
+    folder, model = hf
+    out = tmp_path / "fast"
+    model.save_pretrained(out)
+    XLMRobertaTokenizer.from_pretrained(folder).save_pretrained(out)
+    (out / "sentencepiece.bpe.model").unlink(missing_ok=True)
+    assert (out / "tokenizer.json").exists()
+    p = xlm.load_pretrained(out)
+    assert p.dictionary == xlm.load_pretrained(folder).dictionary and p.spm_model is None
+    with pytest.raises(XLMError, match="segmented with SentencePiece"):
+        p.tokenize(SENTENCES, "en")
+    ids, _, _ = p.tokenize(["▁the ▁file"], "en", tokenized=True)
+    assert ids.tolist() == [[0, *p.dictionary.encode(["▁the", "▁file"]), 2]]
