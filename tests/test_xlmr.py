@@ -227,3 +227,79 @@ def test_a_folder_with_tokenizer_json_only_gives_the_ids_but_refuses_raw_text(hf
         p.tokenize(SENTENCES, "en")
     ids, _, _ = p.tokenize(["▁the ▁file"], "en", tokenized=True)
     assert ids.tolist() == [[0, *p.dictionary.encode(["▁the", "▁file"]), 2]]
+
+
+def _ernie_m_reference(sd: dict, conf: dict, ids: torch.Tensor) -> torch.Tensor:
+    """``ErnieMModel.forward`` in eval mode, written from transformers 4.x ``models/deprecated/ernie_m``:
+    positions ``i + 2``, post-norm layers, padding (``pad_token_id``) masked with the float minimum."""
+    import math
+
+    import torch.nn.functional as F
+
+    dim, n_heads, eps = conf["hidden_size"], conf["num_attention_heads"], conf["layer_norm_eps"]
+    bs, n = ids.shape
+    sd = {k.removeprefix("ernie_m."): v for k, v in sd.items()}
+
+    def norm(x, name):
+        return F.layer_norm(x, (dim,), sd[name + ".weight"], sd[name + ".bias"], eps)
+
+    def lin(x, name):
+        return x @ sd[name + ".weight"].T + sd[name + ".bias"]
+
+    h = sd["embeddings.word_embeddings.weight"][ids] + sd["embeddings.position_embeddings.weight"][torch.arange(n) + 2]
+    h = norm(h, "embeddings.layer_norm")
+    mask = ((ids == conf["pad_token_id"]).float() * torch.finfo(torch.float32).min)[:, None, None, :]
+    for i in range(conf["num_hidden_layers"]):
+        p = f"encoder.layers.{i}."
+        q, k, v = (lin(h, f"{p}self_attn.self_attn.{x}_proj").view(bs, n, n_heads, -1).transpose(1, 2) for x in "qkv")
+        scores = q @ k.transpose(-1, -2) / math.sqrt(dim // n_heads) + mask
+        att = (scores.softmax(-1) @ v).transpose(1, 2).reshape(bs, n, dim)
+        h = norm(h + lin(att, p + "self_attn.out_proj"), p + "norm1")
+        h = norm(h + lin(F.gelu(lin(h, p + "linear1")), p + "linear2"), p + "norm2")
+    return h
+
+
+def test_an_ernie_m_golden_made_by_hand_loads_with_a_new_mlm_head(tmp_path):
+    """transformers 5.x has no ernie_m: the golden is a state dict in the layout of its last version."""
+    from safetensors.torch import save_file
+
+    conf = {"model_type": "ernie_m", "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "intermediate_size": 48, "hidden_act": "gelu", "max_position_embeddings": 40,
+            "pad_token_id": 1, "layer_norm_eps": 1e-5, "act_dropout": 0.0}
+    gen = torch.Generator().manual_seed(0)
+    shapes = {"embeddings.word_embeddings.weight": (50, 16), "embeddings.position_embeddings.weight": (40, 16),
+              "embeddings.layer_norm.weight": (16,), "embeddings.layer_norm.bias": (16,),
+              "pooler.dense.weight": (16, 16), "pooler.dense.bias": (16,)}
+    for i in range(2):
+        for name, (o, n) in {"self_attn.self_attn.q_proj": (16, 16), "self_attn.self_attn.k_proj": (16, 16),
+                             "self_attn.self_attn.v_proj": (16, 16), "self_attn.out_proj": (16, 16),
+                             "linear1": (48, 16), "linear2": (16, 48)}.items():
+            shapes[f"encoder.layers.{i}.{name}.weight"] = (o, n)
+            shapes[f"encoder.layers.{i}.{name}.bias"] = (o,)
+        for name in ("norm1", "norm2"):
+            shapes[f"encoder.layers.{i}.{name}.weight"] = shapes[f"encoder.layers.{i}.{name}.bias"] = (16,)
+    sd = {"ernie_m." + k: torch.randn(s, generator=gen) * 0.3 + (1.0 if k.endswith("norm.weight") or
+                                                                  k.endswith(("norm1.weight", "norm2.weight")) else 0.0)
+          for k, s in shapes.items()}
+    sd["classifier.weight"], sd["classifier.bias"] = torch.randn(3, 16, generator=gen), torch.zeros(3)
+    folder = tmp_path / "ernie-m"
+    folder.mkdir()
+    save_file(sd, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(conf))
+    with pytest.warns(UserWarning) as caught:
+        p = xlm.load_pretrained(folder)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "ships no MLM head" in messages and "dropped 4 parameters" in messages
+    assert p.dictionary is None and p.model.cfg.position_offset == 2 and p.model.pad_index == 1
+    ids = torch.tensor([[0, 5, 9, 33, 2], [0, 7, 2, 1, 1]])
+    real = ids != 1
+    with torch.no_grad():
+        ours = p.model(ids)
+        logits = p.model.predict(ours)
+    want = _ernie_m_reference(sd, conf, ids)
+    diff = (ours[real] - want[real]).abs().max().item()
+    assert diff < 1e-5, diff
+    assert torch.allclose(logits, ours @ sd["ernie_m.embeddings.word_embeddings.weight"].T)  # tied, zero bias
+    with pytest.raises(XLMError, match="carries no vocabulary"), pytest.warns(UserWarning):
+        init_from(TransformerModel(p.model.cfg, 50, 2), Dictionary([f"w{i}" for i in range(36)]), {"en": 0},
+                  str(folder), strict=False)

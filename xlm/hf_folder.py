@@ -67,6 +67,8 @@ def load_hf(folder: Path, causal: bool | None) -> Pretrained:
     conf = read_json(folder / "config.json")
     if conf.get("model_type") == interop_xlmr.MODEL_TYPE:
         return load_xlmr(folder, conf)
+    if conf.get("model_type") == interop_xlmr.ERNIE_M_TYPE:
+        return load_ernie_m(folder, conf)
     if conf.get("model_type", "xlm") != "xlm":
         raise XLMError(f"{folder / 'config.json'}: model_type {conf.get('model_type')!r} is neither 'xlm' nor "
                        f"'{interop_xlmr.MODEL_TYPE}'")
@@ -189,6 +191,23 @@ def load_xlmr(folder: Path, conf: dict) -> Pretrained:
         raise XLMError(f"{folder / 'config.json'}: pad_token_id {cfg.pad_index}, but <pad> is id {dico.pad_index}")
     return Pretrained(model, dico, {}, False, None, None, None, "hf", dict(XLMR_TEXT_SETTINGS), str(folder),
                       spm_model=spm)
+
+
+def load_ernie_m(folder: Path, conf: dict) -> Pretrained:
+    """An ``ErnieMModel`` folder (the layout of transformers 4.x; 5.x has no such class): the encoder, and a new
+    output layer (ERNIE-M ships no MLM head): the tied embeddings with a zero bias. No vocabulary is read."""
+    import torch
+
+    from xlm.pretrained import Pretrained
+
+    cfg, n_words = interop_xlmr.model_config_from_ernie_m(conf, str(folder / "config.json"))
+    model = TransformerModel(cfg, n_words, 1)
+    state = interop_xlmr.ernie_m_state_to_ours(_read_state(folder), str(folder))
+    state["pred_layer.proj.bias"] = torch.zeros(n_words)
+    interop.load_state_into(model, state, str(folder))
+    warn(f"{folder}: ERNIE-M ships no MLM head: the output layer is new (the tied embeddings, zero bias); its "
+         "vocabulary (vocab.txt) is not read: feed ids, or pass pieces' ids yourself")
+    return Pretrained(model, None, {}, False, None, None, None, "hf", None, str(folder))
 
 
 def save_xlmr(p: Pretrained, folder: Path, state: dict) -> None:

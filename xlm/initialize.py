@@ -146,6 +146,9 @@ def init_from(model: TransformerModel, dictionary: Dictionary, lang2id: dict[str
     if not Path(path).exists():
         raise XLMError(f"init.from: {path}: no such file or folder")
     src = load_pretrained(path)
+    if src.dictionary is None:
+        raise XLMError(f"init.from: {path}: the model carries no vocabulary (a model-only folder): its rows cannot be "
+                       "mapped to the run's words")
     return init_from_model(model, dictionary, lang2id, src.model, src.dictionary, src.lang2id, strict, str(path))
 
 

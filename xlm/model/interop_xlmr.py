@@ -221,3 +221,76 @@ def to_xlmr_layout(state: dict[str, Tensor], dictionary: Dictionary) -> tuple[di
         if k in out:
             out[k] = out[k][index].clone()
     return out, target
+
+
+# -- ERNIE-M ------------------------------------------------------------------------------------
+# transformers 5.x no longer ships ernie_m; the layout is that of its last version
+# (models/deprecated/ernie_m/modeling_ernie_m.py, 4.x): ErnieMModel, an encoder without an MLM head.
+ERNIE_M_TYPE = "ernie_m"
+_ERNIE_M_FIXED = {
+    "embeddings.word_embeddings.weight": "embeddings.weight",
+    "embeddings.position_embeddings.weight": "position_embeddings.weight",
+    "embeddings.layer_norm.weight": "layer_norm_emb.weight",
+    "embeddings.layer_norm.bias": "layer_norm_emb.bias",
+}
+_ERNIE_M_LAYER = {
+    "self_attn.self_attn.q_proj": "attentions.{i}.q_lin",
+    "self_attn.self_attn.k_proj": "attentions.{i}.k_lin",
+    "self_attn.self_attn.v_proj": "attentions.{i}.v_lin",
+    "self_attn.out_proj": "attentions.{i}.out_lin",
+    "norm1": "layer_norm1.{i}",
+    "linear1": "ffns.{i}.lin1",
+    "linear2": "ffns.{i}.lin2",
+    "norm2": "layer_norm2.{i}",
+}
+_ERNIE_M_LAYER_KEY = re.compile(r"encoder\.layers\.(\d+)\.(.+)\.(weight|bias)$")
+
+
+def model_config_from_ernie_m(conf: dict, where: str = "config.json") -> tuple[ModelConfig, int]:
+    """``ErnieMConfig`` -> ours: XLM-R's encoder without token types, positions ``i + 2`` for every token
+    (``ErnieMEmbeddings``: "to mimic paddlenlp"), and a plain tied output layer (ERNIE-M ships no MLM head)."""
+    act = conf.get("hidden_act", "gelu")
+    if act not in ("gelu", "relu"):
+        raise XLMError(f"{where}: hidden_act={act!r} is not supported (gelu or relu)")
+    act_dropout = conf.get("act_dropout", 0.0)
+    act_dropout = conf.get("hidden_dropout_prob", 0.1) if act_dropout is None else act_dropout  # as ErnieMEncoderLayer
+    if float(act_dropout) > 0:
+        warn(f"{where}: act_dropout={act_dropout} (after the activation) is not applied in training: xlm's FFN has "
+             "one dropout, after its second layer")
+    try:
+        dim = int(conf.get("hidden_size", 768))
+        ffn = int(conf.get("intermediate_size", 3072))
+        cfg = ModelConfig(
+            emb_dim=dim, n_layers=int(conf.get("num_hidden_layers", 12)),
+            n_heads=int(conf.get("num_attention_heads", 12)),
+            dropout=float(conf.get("hidden_dropout_prob", 0.1)),
+            attention_dropout=float(conf.get("attention_probs_dropout_prob", 0.1)),
+            gelu_activation=act == "gelu", use_lang_emb=False, share_inout_emb=True,
+            max_positions=int(conf.get("max_position_embeddings", 514)), ffn_dim=0 if ffn == 4 * dim else ffn,
+            layer_norm_eps=float(conf.get("layer_norm_eps", 1e-5)), position_offset=2,
+            pad_index=int(conf.get("pad_token_id", 1)),
+        )
+        cfg.validate(where)
+        n_words = int(conf.get("vocab_size", 250002))
+    except (TypeError, ValueError) as e:
+        raise XLMError(f"{where}: {e}") from None
+    return cfg, n_words
+
+
+def ernie_m_state_to_ours(state: dict[str, Tensor], where: str = "model") -> dict[str, Tensor]:
+    """``ErnieMModel`` keys (``ernie_m.`` prefix or none) -> ours; the pooler and task heads are dropped (warned)."""
+    out: dict[str, Tensor] = {}
+    dropped = []
+    for key, v in state.items():
+        k = key[len("ernie_m."):] if key.startswith("ernie_m.") else key
+        if k in _ERNIE_M_FIXED:
+            out[_ERNIE_M_FIXED[k]] = v
+        elif (m := _ERNIE_M_LAYER_KEY.match(k)) and m.group(2) in _ERNIE_M_LAYER:
+            out[_ERNIE_M_LAYER[m.group(2)].format(i=m.group(1)) + "." + m.group(3)] = v
+        elif k.startswith(("pooler.", "classifier.", "qa_outputs.", "linear_start.", "linear_end.")):
+            dropped.append(key)
+        else:
+            raise XLMError(f"{where}: unexpected parameter {key!r} in an ernie_m checkpoint")
+    if dropped:
+        warn(f"{where}: dropped {len(dropped)} parameters of the pooler and task heads ({dropped[0]}, ...)")
+    return out
