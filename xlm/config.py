@@ -235,8 +235,11 @@ class Config:
                     if lang not in langs:
                         raise XLMError(f"objectives.{obj}: language {lang!r} (in {step!r}) is not in "
                                        f"data.langs {self.data.langs}")
-        if self.model.max_positions < self.data.bptt and (self.objectives.mlm or self.objectives.clm):
-            raise XLMError(f"data.bptt: {self.data.bptt} exceeds model.max_positions ({self.model.max_positions})")
+        usable = self.model.max_positions - self.model.position_offset
+        if usable < self.data.bptt and (self.objectives.mlm or self.objectives.clm):
+            raise XLMError(f"data.bptt: {self.data.bptt} exceeds model.max_positions ({self.model.max_positions})"
+                           + (f" less model.position_offset ({self.model.position_offset})"
+                              if self.model.position_offset else ""))
 
 
 # -- schedules ----------------------------------------------------------------------------------
