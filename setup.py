@@ -31,6 +31,7 @@ setup(
         "tasks": ["seqeval>=1.2", "scikit-learn>=1.0", "scipy>=1.7"],  # downstream metrics (python -m xlm.finetune)
         "test": [
             "pytest>=7",
+            "pytest-xdist>=3",  # the README runs the suite with -n auto
             "hypothesis>=6",
             "transformers>=4.40",
             "safetensors>=0.4",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -30,13 +31,23 @@ def corpus_dir() -> Path:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    """The code blocks of README.md and docs/ that tests/test_docs.py skipped, counted by reason."""
-    docs = sys.modules.get("test_docs")
-    if docs is None or not docs.SKIPPED:
+    """The code blocks of README.md and docs/ that tests/test_docs.py skipped, counted by reason.
+
+    Read from the documents themselves (the markers are static), so that the count is printed by
+    the process that reports, also when pytest-xdist ran the docs test in a worker.
+    """
+    import test_docs as docs
+
+    # nodeids of the docs tests that ran (pytest-xdist's loadgroup appends "@docs" to them)
+    ran = {m.group(1) for key in ("passed", "failed") for r in terminalreporter.stats.get(key, [])
+           if (m := re.match(r"tests/test_docs\.py::test_code_blocks_run\[(.+?)\]", getattr(r, "nodeid", "")))}
+    if not ran:
         return
+    skipped = [(b.where, b.skip) for doc in docs.DOCUMENTS if docs.doc_id(doc) in ran
+               for b in docs.blocks(doc) if b.skip and b.lang in docs.RUNNABLE]
     by_reason: dict[str, list[str]] = {}
-    for where, reason in docs.SKIPPED:
+    for where, reason in skipped:
         by_reason.setdefault(reason, []).append(where)
-    terminalreporter.write_line(f"docs code blocks skipped: {len(docs.SKIPPED)}")
+    terminalreporter.write_line(f"docs code blocks skipped: {len(skipped)}")
     for reason, places in sorted(by_reason.items()):
         terminalreporter.write_line(f"  {reason} ({docs.SKIP_REASONS[reason]}): {len(places)}: {', '.join(places)}")

@@ -6,7 +6,9 @@ just before it is a marker from this closed list (:data:`SKIP_REASONS`)::
 
     <!-- docs-test: skip gpu -->
 
-The skips are counted and printed at the end of the test session. One thing differs from a reader's
+The skips are counted and printed at the end of the test session (tests/conftest.py). Under
+pytest-xdist all documents run in one worker (``xdist_group``, ``--dist loadgroup`` in pytest.ini),
+so that the order holds. One thing differs from a reader's
 machine, and only in scale: in the copy, ``configs/tiny.yaml`` trains for 20 steps instead of 400, so
 that the commands built on it run in seconds (the full run is the README's quick start; ``.ci/run``
 runs that command itself, in a fresh virtual environment).
@@ -36,7 +38,6 @@ SKIP_REASONS = {
     "ci": ".ci/run runs it itself (installation, the test suite)",
 }
 MARKER = re.compile(r"<!--\s*docs-test:\s*skip\s+([\w-]+)\s*(.*?)-->")
-SKIPPED: list[tuple[str, str]] = []  # (block location, reason): printed by conftest's terminal summary
 TIMEOUT = 600
 
 
@@ -113,12 +114,13 @@ def _run(block: Block, cwd: Path) -> None:
         pytest.fail(f"{block.where}: the {block.lang} block failed (exit {proc.returncode}):\n{block.code}\n{tail}")
 
 
-@pytest.mark.parametrize("doc", DOCUMENTS, ids=[str(d.relative_to(ROOT)) for d in DOCUMENTS])
+def doc_id(doc: Path) -> str:
+    return str(doc.relative_to(ROOT))
+
+
+@pytest.mark.xdist_group("docs")
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=[doc_id(d) for d in DOCUMENTS])
 def test_code_blocks_run(doc, copy):
     for block in blocks(doc):
-        if block.lang not in RUNNABLE:
-            continue
-        if block.skip:
-            SKIPPED.append((block.where, block.skip))
-            continue
-        _run(block, copy)
+        if block.lang in RUNNABLE and not block.skip:
+            _run(block, copy)

@@ -37,9 +37,23 @@ class ModelConfig:
     pre_norm: bool = False
     # false: an encoder-decoder translation model (xlm.model.decoder), the original's --encoder_only false
     encoder_only: bool = True
+    # XLM-R / RoBERTa architecture options (see docs/interop.md); the defaults are XLM's
+    ffn_dim: int = 0  # hidden size of the feed-forward layers; 0: 4 * emb_dim (XLM, XLM-R)
+    layer_norm_eps: float = 1e-12  # XLM 1e-12, XLM-R 1e-5
+    position_offset: int = 0  # first position row used; XLM-R: pad id + 1 = 2 (fairseq's make_positions)
+    n_token_types: int = 0  # token-type (segment) embeddings, row 0 added to every token; XLM-R: 1
+    lm_head_transform: bool = False  # dense + gelu + LayerNorm before the output projection (XLM-R's lm_head)
+    pad_index: int = 2  # id of <pad> in the model's vocabulary: XLM 2, XLM-R 1
 
     def validate(self, prefix: str = "model") -> None:
         _positive(self, prefix, "emb_dim", "n_layers", "n_heads", "max_positions")
+        if self.ffn_dim < 0 or self.position_offset < 0 or self.n_token_types < 0 or self.pad_index < 0:
+            raise XLMError(f"{prefix}.ffn_dim/position_offset/n_token_types/pad_index: must be >= 0")
+        if self.position_offset >= self.max_positions:
+            raise XLMError(f"{prefix}.position_offset: {self.position_offset} leaves no position of "
+                           f"{prefix}.max_positions={self.max_positions}")
+        if not 0 < self.layer_norm_eps < 1:
+            raise XLMError(f"{prefix}.layer_norm_eps: must be in (0, 1), got {self.layer_norm_eps}")
         if self.emb_dim % self.n_heads:
             raise XLMError(f"{prefix}.emb_dim: {self.emb_dim} is not a multiple of {prefix}.n_heads ({self.n_heads})")
         _probability(self, prefix, "dropout", "attention_dropout")
@@ -227,8 +241,11 @@ class Config:
                     if lang not in langs:
                         raise XLMError(f"objectives.{obj}: language {lang!r} (in {step!r}) is not in "
                                        f"data.langs {self.data.langs}")
-        if self.model.max_positions < self.data.bptt and (self.objectives.mlm or self.objectives.clm):
-            raise XLMError(f"data.bptt: {self.data.bptt} exceeds model.max_positions ({self.model.max_positions})")
+        usable = self.model.max_positions - self.model.position_offset
+        if usable < self.data.bptt and (self.objectives.mlm or self.objectives.clm):
+            raise XLMError(f"data.bptt: {self.data.bptt} exceeds model.max_positions ({self.model.max_positions})"
+                           + (f" less model.position_offset ({self.model.position_offset})"
+                              if self.model.position_offset else ""))
         if (self.init.encoder or self.init.decoder) and self.model.encoder_only:
             raise XLMError("init.encoder/init.decoder: only for an encoder-decoder (model.encoder_only: false)")
         if not self.model.encoder_only:  # until the ae/mt/bt objectives train the decoder

@@ -128,7 +128,8 @@ def load_data(cfg: Config, tasks: list[Task], dist: DistInfo, warn: Callable[[st
         c2 = corpus(para_prefix(root, split, task.lang1, task.lang2, task.lang2))
         return ParallelDataset(c1, c2, n_words, lang2id[task.lang1], lang2id[task.lang2], max_len, max_sentences)
 
-    longest = cfg.model.max_positions - 2  # each half of a pair is </s> s </s> with positions from 0
+    # each half of a pair is </s> s </s> with positions from 0 (from position_offset in the table)
+    longest = cfg.model.max_positions - cfg.model.position_offset - 2
     train_max_len = min(d.max_len, longest) if d.max_len > 0 else longest
     sources, sizes, eval_sets, skipped = {}, {}, {}, {}
     for task in tasks:

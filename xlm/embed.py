@@ -75,7 +75,7 @@ def encode(
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            x, lengths, langs = text.pad([ids[i] for i in idx], lang_id, device)
+            x, lengths, langs = text.pad([ids[i] for i in idx], lang_id, device, p.model.pad_index)
             h = model(x, lengths=lengths, langs=langs, causal=p.causal, return_all=layer is not None)
             h = (h if layer is None else h[layer]).float()
             for row, i in enumerate(idx):

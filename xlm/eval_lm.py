@@ -208,7 +208,7 @@ def xlm_evaluator(p: Pretrained, tasks: list[Task], sources: dict, settings: Ori
         obj = from_dict(ObjectivesConfig, {k: v for k, v in config["objectives"].items() if k in known})
     obj = dataclasses.replace(obj, word_pred=settings.word_pred, mlm_targets="xlm")  # our targets in our protocol
     seed = int((config.get("run") or {}).get("seed", 0))
-    longest = p.model.cfg.max_positions - 2
+    longest = p.model.cfg.max_positions - p.model.cfg.position_offset - 2
     datasets: dict = {}
     for (split, t), src in sources.items():
         if isinstance(src, tuple):

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from xlm.data.dictionary import EOS_INDEX, PAD_INDEX
+from xlm.data.dictionary import EOS_INDEX
 from xlm.errors import XLMError
 from xlm.model.decoder import EncoderDecoder, KVCache, run_layers
 from xlm.model.transformer import TransformerModel
@@ -213,15 +213,16 @@ def _check(beam_size: int, max_len: int, temperature: float, top_k: int, top_p: 
 def translate_ids(model: EncoderDecoder, src: Tensor, src_len: Tensor, src_lang: int, tgt_lang: int, *,
                   beam_size: int = 1, length_penalty: float = 1.0, early_stopping: bool = False, max_len: int = 200,
                   sample: bool = False, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                  use_cache: bool = True, eos_index: int = EOS_INDEX, pad_index: int = PAD_INDEX,
+                  use_cache: bool = True, eos_index: int = EOS_INDEX, pad_index: int | None = None,
                   generator: torch.Generator | None = None) -> Hypotheses:
     """Translate ``src`` ``(batch, src_len)`` (framed ``</s> w.. </s>``, right-padded) into ``tgt_lang``.
 
     ``beam_size`` 1 is greedy (or sampling with ``sample=True``). Raises :class:`XLMError` on
     impossible settings. With ``use_cache=False`` every step recomputes the whole prefix (the
-    benchmark's baseline; same tokens).
+    benchmark's baseline; same tokens). ``pad_index`` defaults to the model's.
     """
     _check(beam_size, max_len, temperature, top_k, top_p, sample)
+    pad_index = model.pad_index if pad_index is None else pad_index
     if max_len > model.cfg.max_positions:
         raise XLMError(f"max_len: {max_len} exceeds model.max_positions ({model.cfg.max_positions})")
     was_training = model.training
@@ -245,7 +246,7 @@ def translate_ids(model: EncoderDecoder, src: Tensor, src_len: Tensor, src_lang:
 def generate(model: TransformerModel, prompts: list[list[int]], lang: int | None, *, max_new_tokens: int = 50,
              beam_size: int = 1, length_penalty: float = 1.0, early_stopping: bool = False, sample: bool = False,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, use_cache: bool = True,
-             eos_index: int = EOS_INDEX, pad_index: int = PAD_INDEX,
+             eos_index: int = EOS_INDEX, pad_index: int | None = None,
              generator: torch.Generator | None = None) -> Hypotheses:
     """Continue each prompt (ids, normally starting with ``</s>`` as the CLM's training streams do)
     with a causal :class:`TransformerModel` in language id ``lang``.
@@ -259,8 +260,9 @@ def generate(model: TransformerModel, prompts: list[list[int]], lang: int | None
     if not prompts or any(len(p) == 0 for p in prompts):
         raise XLMError("generate: every prompt needs at least one token (normally </s>)")
     _check(beam_size, max_new_tokens + 1, temperature, top_k, top_p, sample)
+    pad_index = model.pad_index if pad_index is None else pad_index
     longest = max(len(p) for p in prompts)
-    if longest + max_new_tokens > model.cfg.max_positions:
+    if longest + max_new_tokens > model.cfg.max_positions - model.cfg.position_offset:
         raise XLMError(f"generate: a prompt of {longest} tokens + max_new_tokens {max_new_tokens} exceeds "
                        f"model.max_positions ({model.cfg.max_positions})")
     dev = next(model.parameters()).device

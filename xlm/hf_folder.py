@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from xlm.data.dictionary import EOS_INDEX, PAD_INDEX, Dictionary
 from xlm.errors import XLMError, warn
 from xlm.io import atomic_write_text
-from xlm.model import interop
+from xlm.model import interop, interop_xlmr
 from xlm.model.transformer import TransformerModel
 from xlm.serialization import safe_load
 
@@ -65,8 +65,13 @@ def load_hf(folder: Path, causal: bool | None) -> Pretrained:
     from xlm.text import DEFAULT_SETTINGS
 
     conf = read_json(folder / "config.json")
+    if conf.get("model_type") == interop_xlmr.MODEL_TYPE:
+        return load_xlmr(folder, conf)
+    if conf.get("model_type") == interop_xlmr.ERNIE_M_TYPE:
+        return load_ernie_m(folder, conf)
     if conf.get("model_type", "xlm") != "xlm":
-        raise XLMError(f"{folder / 'config.json'}: model_type {conf.get('model_type')!r} is not 'xlm'")
+        raise XLMError(f"{folder / 'config.json'}: model_type {conf.get('model_type')!r} is neither 'xlm' nor "
+                       f"'{interop_xlmr.MODEL_TYPE}'")
     cfg, n_words, n_langs = interop.model_config_from_hf(conf)
     ours = conf.get("xlm") or {}
     if isinstance(ours.get("model_config"), dict):  # written by us: keeps fields HF does not know
@@ -98,12 +103,19 @@ def load_hf(folder: Path, causal: bool | None) -> Pretrained:
     return Pretrained(model, dico, lang2id, bool(causal), codes, None, None, "hf", settings, str(folder))
 
 
-def save_hf(p: Pretrained, folder: Path, state: dict) -> None:
+def _save_file():  # noqa: ANN202
     try:
         from safetensors.torch import save_file
     except ImportError:
         raise XLMError("exporting to Hugging Face needs the safetensors package: pip install safetensors") from None
+    return save_file
+
+
+def save_hf(p: Pretrained, folder: Path, state: dict) -> None:
     model = p.model
+    if interop_xlmr.is_xlmr(model.cfg):
+        return save_xlmr(p, folder, state)
+    save_file = _save_file()
     conf = interop.hf_config(model.cfg, model.n_words, p.lang2id, p.causal)
     conf["xlm"]["text_settings"] = p.text_settings
     folder.mkdir(parents=True, exist_ok=True)
@@ -148,3 +160,81 @@ def _warn_what_hf_cannot_do(p: Pretrained, folder: Path) -> None:
     if p.bpe_codes is None and any(w.endswith("@@") for w in p.dictionary.id2word):  # type: ignore[union-attr]
         warn(f"{folder}: no merges.txt (the model carries no BPE codes): XLMTokenizer cannot split words into the "
              "vocabulary's pieces; load the model with codes=PATH before exporting")
+
+
+# -- xlm-roberta --------------------------------------------------------------------------------
+SPM_FILE = "sentencepiece.bpe.model"
+XLMR_TEXT_SETTINGS = {"tokenize": False, "lower_remove_accent": False, "pre_segmented": [],
+                      "segmentation": "sentencepiece"}  # raw text goes to SentencePiece as it is
+
+
+def load_xlmr(folder: Path, conf: dict) -> Pretrained:
+    """An ``XLMRobertaForMaskedLM`` folder; the vocabulary from ``sentencepiece.bpe.model`` (kept, so that raw
+    text can be segmented) or else ``tokenizer.json``; neither: a model-only folder."""
+    from xlm.data.sentencepiece import load_model
+    from xlm.pretrained import Pretrained
+
+    cfg, n_words = interop_xlmr.model_config_from_xlmr(conf, str(folder / "config.json"))
+    model = TransformerModel(cfg, n_words, 1)
+    state = interop_xlmr.xlmr_state_to_ours(_read_state(folder), str(folder))
+    interop.load_state_into(model, state, str(folder))
+    dico, spm = None, None
+    if (folder / SPM_FILE).exists():
+        spm = (folder / SPM_FILE).read_bytes()
+        dico = interop_xlmr.dictionary_from_spm(load_model(folder / SPM_FILE), str(folder / SPM_FILE))
+    elif (folder / "tokenizer.json").exists():
+        dico = interop_xlmr.dictionary_from_tokenizer_json(read_json(folder / "tokenizer.json"),
+                                                           str(folder / "tokenizer.json"))
+    if dico is not None and len(dico) != n_words:
+        raise XLMError(f"{folder}: the vocabulary has {len(dico)} ids but the model {n_words} embedding rows")
+    if dico is not None and dico.pad_index != cfg.pad_index:
+        raise XLMError(f"{folder / 'config.json'}: pad_token_id {cfg.pad_index}, but <pad> is id {dico.pad_index}")
+    return Pretrained(model, dico, {}, False, None, None, None, "hf", dict(XLMR_TEXT_SETTINGS), str(folder),
+                      spm_model=spm)
+
+
+def load_ernie_m(folder: Path, conf: dict) -> Pretrained:
+    """An ``ErnieMModel`` folder (the layout of transformers 4.x; 5.x has no such class): the encoder, and a new
+    output layer (ERNIE-M ships no MLM head): the tied embeddings with a zero bias. No vocabulary is read."""
+    import torch
+
+    from xlm.pretrained import Pretrained
+
+    cfg, n_words = interop_xlmr.model_config_from_ernie_m(conf, str(folder / "config.json"))
+    model = TransformerModel(cfg, n_words, 1)
+    state = interop_xlmr.ernie_m_state_to_ours(_read_state(folder), str(folder))
+    state["pred_layer.proj.bias"] = torch.zeros(n_words)
+    interop.load_state_into(model, state, str(folder))
+    warn(f"{folder}: ERNIE-M ships no MLM head: the output layer is new (the tied embeddings, zero bias); its "
+         "vocabulary (vocab.txt) is not read: feed ids, or pass pieces' ids yourself")
+    return Pretrained(model, None, {}, False, None, None, None, "hf", None, str(folder))
+
+
+def save_xlmr(p: Pretrained, folder: Path, state: dict) -> None:
+    """Write an ``XLMRobertaForMaskedLM`` folder. A model with XLM's vocabulary layout (continued pretraining
+    on our data) has its word rows moved to XLM-R's (:func:`interop_xlmr.to_xlmr_layout`)."""
+    save_file = _save_file()
+    dico = p.dictionary
+    if dico is not None:
+        state, dico = interop_xlmr.to_xlmr_layout(state, dico)
+    n_words = len(dico) if dico is not None else p.model.n_words
+    conf = interop_xlmr.xlmr_config(p.model.cfg, n_words, dico)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ".model.safetensors.tmp"
+    save_file(interop_xlmr.ours_to_xlmr_state(state, p.model.cfg.share_inout_emb), str(tmp),
+              metadata={"format": "pt"})
+    os.replace(tmp, folder / "model.safetensors")
+    atomic_write_text(folder / "config.json", interop.dumps(conf))
+    if dico is None:
+        return
+    if p.spm_model is not None:
+        from xlm.data.sentencepiece import require_sentencepiece
+
+        sp = require_sentencepiece().SentencePieceProcessor(model_proto=p.spm_model)
+        if interop_xlmr.dictionary_from_spm(sp) == dico:
+            (folder / SPM_FILE).write_bytes(p.spm_model)
+            atomic_write_text(folder / "tokenizer_config.json", interop.dumps(
+                {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": conf["max_position_embeddings"] - 2}))
+            return
+    warn(f"{folder}: no tokenizer written: the vocabulary is not in the order of a SentencePiece model the "
+         "checkpoint carries (ids from 4 = pieces from 3), which XLMRobertaTokenizer needs")

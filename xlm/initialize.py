@@ -3,13 +3,14 @@
 
 Unlike the original, which needed the very same vocabulary and architecture, rows are mapped by
 meaning: the word-indexed tables (``embeddings.weight`` and the output layer ``pred_layer.proj``)
-row by row by *word*, ``lang_embeddings.weight`` by *language code*. Rows with no counterpart (new
-words, new languages) keep the values the new model was initialized with, i.e. they are initialized
-as the model's own init does. Every other parameter is copied by name. With ``strict`` every
-parameter of the new model must come from the source with its shape, and the architecture must
-compute the same function (same activation, heads, norms, positions); without it, whatever matches
-is loaded and the rest is reported: parameters new, dropped, or of another shape (position tables
-of another length are copied on their common prefix).
+row by row by *word* (the special tokens by *role*: an XLM-R model's ``<mask>`` row becomes XLM's
+``<special1>``, its ``<pad>`` id 1 becomes id 2), ``lang_embeddings.weight`` by *language code*.
+Rows with no counterpart (new words, new languages) keep the values the new model was initialized
+with, i.e. they are initialized as the model's own init does. Every other parameter is copied by
+name. With ``strict`` every parameter of the new model must come from the source with its shape,
+and the architecture must compute the same function (same activation, heads, norms, positions);
+without it, whatever matches is loaded and the rest is reported: parameters new, dropped, or of
+another shape (position tables of another length are copied on their common prefix).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from xlm.model.transformer import TransformerModel
 BY_WORD = ("embeddings.weight", "pred_layer.proj.weight", "pred_layer.proj.bias")
 BY_LANG = ("lang_embeddings.weight",)
 SAME_FUNCTION = ("emb_dim", "n_layers", "n_heads", "gelu_activation", "sinusoidal_embeddings", "use_lang_emb",
-                 "share_inout_emb", "pre_norm")
+                 "share_inout_emb", "pre_norm", "ffn_dim", "layer_norm_eps", "position_offset", "n_token_types",
+                 "lm_head_transform")
 
 
 @dataclass
@@ -74,6 +76,16 @@ def _row_map(new_keys: list[str], old_index: dict[str, int]) -> tuple[torch.Tens
     return torch.tensor(new), torch.tensor(old)
 
 
+def _word_rows(new: Dictionary, old: Dictionary) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row pairs by word, the special tokens by role (the layouts of XLM and XLM-R differ)."""
+    pairs = {i: old.word2id[w] for i, w in enumerate(new.id2word) if w in old.word2id}
+    roles = old.specials()
+    for role, i in new.specials().items():
+        pairs[i] = roles[role]
+    new_rows = sorted(pairs)
+    return torch.tensor(new_rows, dtype=torch.long), torch.tensor([pairs[i] for i in new_rows], dtype=torch.long)
+
+
 @torch.no_grad()
 def init_from_model(model: TransformerModel, dictionary: Dictionary, lang2id: dict[str, int],
                     source: TransformerModel, source_dictionary: Dictionary, source_lang2id: dict[str, int],
@@ -90,7 +102,7 @@ def init_from_model(model: TransformerModel, dictionary: Dictionary, lang2id: di
     if strict and report.differences:
         raise XLMError(f"init.from {name}: the architecture differs ({', '.join(report.differences)}); set "
                        "init.strict: false to load what matches")
-    new_words, old_words = _row_map(dictionary.id2word, source_dictionary.word2id)
+    new_words, old_words = _word_rows(dictionary, source_dictionary)
     report.words_found, report.words_total = len(new_words), len(dictionary)
     by_id = {i: lang for lang, i in lang2id.items()}
     new_langs, old_langs = _row_map([by_id.get(i, "") for i in range(model.n_langs)], source_lang2id)
@@ -139,6 +151,9 @@ def init_from(model: TransformerModel, dictionary: Dictionary, lang2id: dict[str
     if not Path(path).exists():
         raise XLMError(f"init.from: {path}: no such file or folder")
     src = load_pretrained(path)
+    if src.dictionary is None:
+        raise XLMError(f"init.from: {path}: the model carries no vocabulary (a model-only folder): its rows cannot be "
+                       "mapped to the run's words")
     return init_from_model(model, dictionary, lang2id, src.model, src.dictionary, src.lang2id, strict, str(path))
 
 

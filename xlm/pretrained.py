@@ -60,6 +60,7 @@ class Pretrained:
         source: str = "",
         text_settings: dict[str, Any] | None = None,
         path: str = "",
+        spm_model: bytes | None = None,
     ):
         self.model = model
         self.dictionary = dictionary
@@ -69,6 +70,7 @@ class Pretrained:
         self.config = config
         self.source = source
         self.path = path
+        self.spm_model = spm_model  # the SentencePiece model (bytes) that segments raw text, when not BPE
         self.text_settings = dict(text_settings) if text_settings is not None else None
         if lowercase is not None:
             self.lowercase = lowercase
@@ -245,7 +247,14 @@ def _from_ours(ckpt: dict, path: Path, causal: bool | None) -> Pretrained:
     else:
         interop.load_state_into(model, state, str(path))
     d = ckpt["dictionary"]
-    dico = Dictionary.from_id2word(list(d["words"]), dict(zip(d["words"], d.get("counts") or [])))
+    counts = dict(zip(d["words"], d.get("counts") or []))
+    if d.get("layout", "xlm") == "xlmr":
+        words = list(d["words"])
+        dico = Dictionary.xlmr(words[4:-1], [int(counts.get(w, 0)) for w in words[4:-1]])
+        if dico.id2word != words:
+            raise XLMError(f"{path}: dictionary: not XLM-R's layout (<s> <pad> </s> <unk> ... <mask>)")
+    else:
+        dico = Dictionary.from_id2word(list(d["words"]), counts)
     config = ckpt.get("config")
     if causal is None:
         causal = ckpt.get("causal")
@@ -253,7 +262,7 @@ def _from_ours(ckpt: dict, path: Path, causal: bool | None) -> Pretrained:
         obj = config.get("objectives", {})
         causal = bool(obj.get("clm")) and not obj.get("mlm")
     return Pretrained(model, dico, lang2id, bool(causal), ckpt.get("bpe_codes"), None, config, "xlm",
-                      _settings_of_ours(ckpt), str(path))
+                      _settings_of_ours(ckpt), str(path), spm_model=ckpt.get("spm_model"))
 
 
 def _settings_of_ours(ckpt: dict) -> dict | None:
@@ -337,15 +346,22 @@ def save_pretrained(p: Pretrained, path: str | os.PathLike, format: Format = "xl
                 "model_config": dataclasses.asdict(model.cfg),
                 "n_words": model.n_words,
                 "lang2id": dict(p.lang2id),
-                "dictionary": {"words": list(p.dictionary.id2word), "counts": list(p.dictionary.counts)},
+                "dictionary": {"words": list(p.dictionary.id2word), "counts": list(p.dictionary.counts),
+                               **({"layout": p.dictionary.layout} if p.dictionary.layout != "xlm" else {})},
                 "config": p.config,
                 "bpe_codes": p.bpe_codes,
+                **({"spm_model": p.spm_model} if p.spm_model is not None else {}),
                 "text_settings": p.text_settings,
                 "causal": p.causal,
             },
             path,
         )
     elif format == "original":
+        from xlm.model.interop_xlmr import is_xlmr
+
+        if is_xlmr(model.cfg) or p.dictionary.layout != "xlm":
+            raise XLMError("the original XLM format cannot hold an XLM-R-style model (positions, token types, "
+                           "LM head transform, special ids): export it with format='hf'")
         if model.cfg.pre_norm:
             raise XLMError("model.pre_norm: the original XLM is post-norm only; cannot export a pre-norm model")
         d = p.dictionary

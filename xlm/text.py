@@ -4,7 +4,9 @@ The text settings a model records (``Pretrained.text_settings``, the data folder
 ``preprocess.json``: see :mod:`xlm.data.provenance`) rebuild its tokenizer; its BPE codes split the
 tokens into pieces; its dictionary maps the pieces to ids. Each sentence is framed as the original
 frames a sentence, ``</s> w1 ... wn </s>`` (``batch_sentences`` in the original's
-``xlm/data/dataset.py``), and a batch is right-padded with ``<pad>`` (id 2).
+``xlm/data/dataset.py``), and a batch is right-padded with ``<pad>`` (id 2). A model with XLM-R's
+vocabulary layout frames ``<s> w1 ... wn </s>`` and pads with id 1 (the dictionary's ids), and a
+model that carries a SentencePiece model (``Pretrained.spm_model``) segments with it.
 
 Nothing is guessed silently: a model without a vocabulary, or with BPE pieces but no codes, refuses
 raw text (naming the option that supplies them); a model that does not record how its text was
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor
 
-from xlm.data.dictionary import EOS_INDEX, PAD_INDEX, UNK_INDEX
+from xlm.data.dictionary import PAD_INDEX
 from xlm.data.text.tables import MOSES_COMMIT
 from xlm.errors import XLMError, warn
 
@@ -73,23 +75,38 @@ def codes_from_text(text: str) -> list[tuple[str, str, int]]:
 class TextPipeline:
     """Raw sentence -> BPE pieces, as the model's training data was prepared."""
 
-    def __init__(self, settings: dict, bpe_codes: str | None):
+    def __init__(self, settings: dict, bpe_codes: str | None, spm_model: bytes | None = None):
         from xlm.data.bpe import BPE
 
         self.settings = settings
         self.bpe = BPE(codes_from_text(bpe_codes)) if bpe_codes else None
+        self.spm = None
+        if spm_model is not None:
+            from xlm.data.sentencepiece import require_sentencepiece
+
+            self.spm = require_sentencepiece().SentencePieceProcessor(model_proto=spm_model)
         self._tokenizers: dict[str, Callable[[str], str]] = {}
 
     def __call__(self, sentence: str, lang: str, tokenized: bool = False) -> list[str]:
-        """``tokenized=True``: the sentence is already tokenized (BPE is still applied)."""
+        """``tokenized=True``: the sentence is already tokenized (BPE is still applied; with a SentencePiece
+        model, it is already segmented into space-separated pieces)."""
+        if self.spm is not None:
+            if tokenized:
+                return sentence.split()
+            if self.settings.get("tokenize", True):
+                sentence = self._tokenizer(lang)(sentence)
+            return self.spm.encode(sentence, out_type=str)
         if not tokenized:
-            tok = self._tokenizers.get(lang)
-            if tok is None:
-                tok = self._tokenizers[lang] = make_tokenizer(lang, self.settings)
-            sentence = tok(sentence)
+            sentence = self._tokenizer(lang)(sentence)
         if self.bpe is not None:
             sentence = self.bpe.apply([sentence])[0]
         return sentence.split()
+
+    def _tokenizer(self, lang: str) -> Callable[[str], str]:
+        tok = self._tokenizers.get(lang)
+        if tok is None:
+            tok = self._tokenizers[lang] = make_tokenizer(lang, self.settings)
+        return tok
 
 
 def pipeline(p: Pretrained, tokenized: bool = False) -> TextPipeline:
@@ -99,7 +116,8 @@ def pipeline(p: Pretrained, tokenized: bool = False) -> TextPipeline:
         raise XLMError(f"{where}: no vocabulary (a model-only Hugging Face folder?): pass vocab=PATH to "
                        "load_pretrained (a TOKEN COUNT file or a Hugging Face vocab.json), or feed ids to p.model")
     settings = p.text_settings
-    if settings is not None and settings.get("segmentation") == "sentencepiece" and not tokenized:
+    spm = getattr(p, "spm_model", None)
+    if settings is not None and settings.get("segmentation") == "sentencepiece" and not tokenized and spm is None:
         raise XLMError(f"{where}: its text was segmented with SentencePiece, whose model checkpoints do not carry: "
                        "segment the text with 'preprocess.py spm-encode' and pass tokenized=True")
     if p.bpe_codes is None and any(w.endswith("@@") for w in p.dictionary.id2word):
@@ -112,10 +130,10 @@ def pipeline(p: Pretrained, tokenized: bool = False) -> TextPipeline:
                  "without lowercasing; pass lowercase=True or False to load_pretrained (--lowercase / "
                  "--no-lowercase, model.lowercase) to say how", stacklevel=3)
             object.__setattr__(p, "_warned_settings", True)
-    key = (json.dumps(settings, sort_keys=True), p.bpe_codes)
+    key = (json.dumps(settings, sort_keys=True), p.bpe_codes, spm)
     cached = getattr(p, "_pipeline", None)
     if cached is None or cached[0] != key:
-        cached = (key, TextPipeline(dict(settings), p.bpe_codes))
+        cached = (key, TextPipeline(dict(settings), p.bpe_codes, spm))
         object.__setattr__(p, "_pipeline", cached)
     return cached[1]
 
@@ -129,31 +147,35 @@ def check_lang(p: Pretrained, lang: str) -> int:
 
 def prepare(p: Pretrained, sentences: Sequence[str], lang: str,
             tokenized: bool = False) -> tuple[list[list[str]], list[list[int]]]:
-    """Each sentence's BPE pieces and its framed ids ``[</s>, w1..wn, </s>]``, cut to the model's positions."""
+    """Each sentence's BPE pieces and its framed ids ``[</s>, w1..wn, </s>]`` (XLM-R: ``[<s>, .., </s>]``),
+    cut to the model's positions."""
     if isinstance(sentences, str):
         raise XLMError("sentences: expected a list of sentences, got one string")
     check_lang(p, lang)
     pipe = pipeline(p, tokenized)
-    max_pieces = p.model.cfg.max_positions - 2
+    max_pieces = p.model.cfg.max_positions - p.model.cfg.position_offset - 2
     pieces = [pipe(s, lang, tokenized) for s in sentences]
     cut = sum(len(x) > max_pieces for x in pieces)
     if cut:
         warn(f"cut {cut} of {len(pieces)} sentences to {max_pieces} pieces: the model has {max_pieces + 2} "
              "positions, two of them for the </s> framing", stacklevel=3)
         pieces = [x[:max_pieces] for x in pieces]
-    ids = [p.dictionary.encode(x) for x in pieces]  # type: ignore[union-attr]
+    d = p.dictionary
+    ids = [d.encode(x) for x in pieces]  # type: ignore[union-attr]
     total = sum(len(x) for x in ids)
-    unk = sum(x.count(UNK_INDEX) for x in ids)
+    unk = sum(x.count(d.unk_index) for x in ids)  # type: ignore[union-attr]
     if total and unk / total > UNK_WARNING_RATE:
         warn(f"{unk} of {total} pieces ({100 * unk / total:.1f}%) are <unk>: the text may not be prepared as the "
              "model's training text was (BPE codes, lowercasing, language)", stacklevel=3)
-    return pieces, [[EOS_INDEX, *x, EOS_INDEX] for x in ids]
+    start, end = d.start_index, d.eos_index  # type: ignore[union-attr]
+    return pieces, [[start, *x, end] for x in ids]
 
 
-def pad(framed: Sequence[Sequence[int]], lang_id: int, device: torch.device | str = "cpu") -> Inputs:
-    """Right-pad framed sentences into one batch (batch-first)."""
+def pad(framed: Sequence[Sequence[int]], lang_id: int, device: torch.device | str = "cpu",
+        pad_index: int = PAD_INDEX) -> Inputs:
+    """Right-pad framed sentences into one batch (batch-first) with ``pad_index`` (the model's ``<pad>``)."""
     lengths = torch.tensor([len(x) for x in framed], dtype=torch.long)
-    ids = torch.full((len(framed), int(lengths.max()) if len(framed) else 0), PAD_INDEX, dtype=torch.long)
+    ids = torch.full((len(framed), int(lengths.max()) if len(framed) else 0), pad_index, dtype=torch.long)
     for row, x in enumerate(framed):
         ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
     langs = torch.full_like(ids, lang_id)
@@ -163,4 +185,4 @@ def pad(framed: Sequence[Sequence[int]], lang_id: int, device: torch.device | st
 def tokenize(p: Pretrained, sentences: Sequence[str], lang: str, tokenized: bool = False) -> Inputs:
     """Raw sentences of language ``lang`` -> one padded batch on the model's device."""
     _, framed = prepare(p, sentences, lang, tokenized)
-    return pad(framed, check_lang(p, lang), next(p.model.parameters()).device)
+    return pad(framed, check_lang(p, lang), next(p.model.parameters()).device, p.model.pad_index)

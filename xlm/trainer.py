@@ -163,6 +163,9 @@ class Trainer:
                                        cfg.run.seed, cfg.objectives.context_size, rank, world, log=self.log.info)
 
         torch.manual_seed(torch_seed(cfg.run.seed))  # same initial weights on every rank
+        if cfg.model.pad_index != self.data.dictionary.pad_index:
+            raise XLMError(f"model.pad_index: {cfg.model.pad_index}, but <pad> is id {self.data.dictionary.pad_index} "
+                           f"in the vocabulary of {cfg.data.path}")
         self.model = TransformerModel(cfg.model, n_words, len(cfg.data.langs)).to(self.device)
         # self.wrapped: DDP / FSDP2 around the loss module (the loss module itself with one process);
         # self.train_model: what a training step calls (compiled when train.compile).
@@ -327,6 +330,9 @@ class Trainer:
         payload = model_payload(self.model, self.cfg.model, self.data.lang2id, self.data.dictionary, self.cfg,
                                 self.data.bpe_codes, self.state.step, self.data.text_settings)
         payload["data_fingerprint"] = self.data.fingerprint
+        spm = Path(self.cfg.data.path) / "spm.model"
+        if spm.is_file():  # SentencePiece-segmented data: raw text needs the model (xlm.text)
+            payload["spm_model"] = spm.read_bytes()
         if self.fsdp:  # sharded DTensors: gather full tensors (a collective: every rank calls this)
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 

@@ -68,10 +68,11 @@ def translate(p: Pretrained, sentences: Sequence[str], src_lang: str, tgt_lang: 
     device = next(p.model.parameters()).device
     out: list[str] = [""] * len(framed)
     for group in _batches(len(framed), [len(x) for x in framed], batch_size):
-        inputs = pad([framed[i] for i in group], src_id, device)
+        inputs = pad([framed[i] for i in group], src_id, device, p.model.pad_index)
         limit = max_len or int(1.5 * int(inputs.lengths.max()) + 10)
         limit = min(limit, p.model.cfg.max_positions)
-        hyp = translate_ids(p.model, inputs.ids, inputs.lengths, src_id, tgt_id, max_len=limit, **decoding)
+        hyp = translate_ids(p.model, inputs.ids, inputs.lengths, src_id, tgt_id, max_len=limit,
+                            eos_index=p.dictionary.eos_index, **decoding)  # type: ignore[union-attr]
         for i, tokens in zip(group, hyp.tokens):
             out[i] = detokenize(p, tokens, tgt_lang) if detokenized else _join(p, tokens)
     return out
@@ -93,7 +94,8 @@ def complete(p: Pretrained, prompts: Sequence[str], lang: str, *, max_new_tokens
     out: list[str] = [""] * len(prompts_ids)
     for group in _batches(len(prompts_ids), [len(x) for x in prompts_ids], batch_size):
         hyp = generate(p.model, [prompts_ids[i] for i in group], lang_id if p.model.use_lang_emb else None,
-                       max_new_tokens=max_new_tokens, **decoding)
+                       max_new_tokens=max_new_tokens, eos_index=p.dictionary.eos_index,  # type: ignore[union-attr]
+                       **decoding)
         for i, tokens in zip(group, hyp.tokens):
             out[i] = detokenize(p, tokens, lang)
     return out

@@ -1,7 +1,11 @@
 """Vocabulary with the original XLM special ids, read from fastBPE ``getvocab`` files.
 
 Ids 0-13 are fixed: ``<s>`` 0, ``</s>`` 1, ``<pad>`` 2, ``<unk>`` 3, ``<special0..9>`` 4-13, and the
-MLM mask is ``<special1>`` (5). Words from the vocabulary file follow from id 14 in file order,
+MLM mask is ``<special1>`` (5). A dictionary made by :meth:`Dictionary.xlmr` has XLM-R's layout
+instead (fairseq's ``Dictionary`` plus the ``<mask>`` XLM-R appends): ``<s>`` 0, ``<pad>`` 1,
+``</s>`` 2, ``<unk>`` 3, pieces from 4, ``<mask>`` last; its ``*_index`` attributes say so, and
+code that handles such models reads the ids from the dictionary, not from the constants below.
+Words from the vocabulary file follow from id 14 in file order,
 which fastBPE writes by decreasing count, so truncating ids keeps the most frequent words. Lines
 the original's reader skips are skipped here too (with a warning), so every file gets the ids the
 original gives it; ``strict=True`` refuses them instead.
@@ -24,6 +28,8 @@ N_SPECIAL_WORDS = 10
 SPECIAL_WORDS = [BOS_WORD, EOS_WORD, PAD_WORD, UNK_WORD] + [f"<special{i}>" for i in range(N_SPECIAL_WORDS)]
 BOS_INDEX, EOS_INDEX, PAD_INDEX, UNK_INDEX, MASK_INDEX = 0, 1, 2, 3, 5
 N_SPECIAL = len(SPECIAL_WORDS)  # 14: the first id of a real word
+XLMR_SPECIAL_WORDS = [BOS_WORD, PAD_WORD, EOS_WORD, UNK_WORD]  # ids 0-3 (fairseq), then pieces, then <mask>
+XLMR_MASK_WORD = "<mask>"
 
 
 class Dictionary:
@@ -34,6 +40,40 @@ class Dictionary:
     pad_index = PAD_INDEX
     unk_index = UNK_INDEX
     mask_index = MASK_INDEX
+    layout = "xlm"  # "xlmr": see Dictionary.xlmr
+    n_special = N_SPECIAL  # the first id of a real word
+    start_index = EOS_INDEX  # the id a sentence starts with: XLM frames </s> w1 .. wn </s>, XLM-R <s> .. </s>
+
+    @classmethod
+    def xlmr(cls, pieces: Sequence[str], counts: Sequence[int] | None = None) -> Dictionary:
+        """XLM-R's layout: ``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3, ``pieces`` from 4, ``<mask>`` last.
+
+        Source: fairseq ``Dictionary`` (specials 0-3) and XLM-R's ``<mask>`` appended after the
+        SentencePiece pieces (``XLMRobertaTokenizer``: ``mask_token`` id ``len(sp_model) + 1``).
+        """
+        d = cls.__new__(cls)
+        d.id2word = XLMR_SPECIAL_WORDS + list(pieces) + [XLMR_MASK_WORD]
+        d.counts = [0] * 4 + (list(counts) if counts is not None else [0] * len(pieces)) + [0]
+        d.word2id = {w: i for i, w in enumerate(d.id2word)}
+        if len(d.word2id) != len(d.id2word):
+            dup = next(w for i, w in enumerate(d.id2word) if d.word2id[w] != i)
+            raise XLMError(f"duplicate piece {dup!r} in the XLM-R vocabulary")
+        d.layout = "xlmr"
+        d.bos_index, d.pad_index, d.eos_index, d.unk_index = 0, 1, 2, 3
+        d.start_index = 0
+        d.mask_index = len(d.id2word) - 1
+        d.n_special = 4
+        return d
+
+    def real_words(self) -> list[str]:
+        """The words that are not special tokens, in id order."""
+        end = len(self) - 1 if self.layout == "xlmr" else len(self)
+        return self.id2word[self.n_special : end]
+
+    def specials(self) -> dict[str, int]:
+        """Role -> id of the special tokens (``bos``, ``eos``, ``pad``, ``unk``, ``mask``)."""
+        return {"bos": self.bos_index, "eos": self.eos_index, "pad": self.pad_index, "unk": self.unk_index,
+                "mask": self.mask_index}
 
     def __init__(self, words: Sequence[str], counts: Sequence[int] | None = None):
         """``words`` are the real words (ids from 14 on), without the special tokens."""
@@ -97,6 +137,8 @@ class Dictionary:
     # -- output ---------------------------------------------------------------------------------
     def write(self, path: str | os.PathLike) -> None:
         """Write the real words as a ``TOKEN COUNT`` file (atomically)."""
+        if self.layout != "xlm":
+            raise XLMError(f"a TOKEN COUNT file holds XLM's layout only; this dictionary has the {self.layout} layout")
         with atomic_open(path, "w") as f:
             for w, c in zip(self.id2word[N_SPECIAL:], self.counts[N_SPECIAL:]):
                 f.write(f"{w} {c}\n")
@@ -112,16 +154,17 @@ class Dictionary:
         return word in self.word2id
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Dictionary) and self.id2word == other.id2word
+        return isinstance(other, Dictionary) and self.id2word == other.id2word and self.layout == other.layout
 
     def __repr__(self) -> str:
         return f"Dictionary({len(self)} words)"
 
     def index(self, word: str) -> int:
-        return self.word2id.get(word, UNK_INDEX)
+        return self.word2id.get(word, self.unk_index)
 
     def encode(self, tokens: Iterable[str]) -> list[int]:
-        return [self.word2id.get(t, UNK_INDEX) for t in tokens]
+        unk = self.unk_index
+        return [self.word2id.get(t, unk) for t in tokens]
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.id2word[int(i)] for i in ids]

@@ -155,8 +155,15 @@ def encode_file(
 
 
 # -- vocabulary -------------------------------------------------------------------------------------------
-def write_spm_vocab(model: str | os.PathLike, encoded: Sequence[str | os.PathLike], output: str | os.PathLike) -> int:
-    """Write every piece of ``model`` as ``PIECE COUNT``, counted in the ``encoded`` files; returns pieces."""
+def write_spm_vocab(model: str | os.PathLike, encoded: Sequence[str | os.PathLike], output: str | os.PathLike,
+                    order: Literal["count", "model"] = "count") -> int:
+    """Write every piece of ``model`` as ``PIECE COUNT``, counted in the ``encoded`` files; returns pieces.
+
+    ``order="model"`` keeps the model's piece order with every count 0, for continued pretraining of
+    an XLM-R model: its vocabulary is the SentencePiece order (fairseq's ids), and a run whose words
+    come in that order exports back to ``xlm-roberta`` with its ``sentencepiece.bpe.model``. The
+    counts are 0 because the order is not by frequency: ``max_vocab`` would cut arbitrary pieces.
+    """
     sp = load_model(model)
     counts: Counter = Counter()
     for path in encoded:
@@ -170,8 +177,12 @@ def write_spm_vocab(model: str | os.PathLike, encoded: Sequence[str | os.PathLik
         if not (sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i))
     ]
     pieces = [p for p in pieces if p not in SPECIAL_WORDS]
-    order = sorted(range(len(pieces)), key=lambda i: (-counts.get(pieces[i], 0), i))
+    if order == "model":
+        with atomic_open(output, "w") as f:
+            f.writelines(f"{p} 0\n" for p in pieces)
+        return len(pieces)
+    ranked = sorted(range(len(pieces)), key=lambda i: (-counts.get(pieces[i], 0), i))
     with atomic_open(output, "w") as f:
-        for i in order:
+        for i in ranked:
             f.write(f"{pieces[i]} {counts.get(pieces[i], 0)}\n")
     return len(pieces)

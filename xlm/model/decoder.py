@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xlm.config import ModelConfig
-from xlm.model.transformer import LAYER_NORM_EPS, MultiHeadAttention, TransformerModel
+from xlm.model.transformer import MultiHeadAttention, TransformerModel
 
 
 class KVCache:
@@ -87,16 +87,20 @@ def run_layers(model: TransformerModel, x: Tensor, *, positions: Tensor | None =
     """
     bs, qlen = x.shape
     past = cache.length if cache is not None else 0
+    cfg = model.cfg
+    offset = cfg.position_offset  # first position row (XLM-R: 2), as TransformerModel.forward
     if positions is None:
         n_pos = model.position_embeddings.num_embeddings
-        if past + qlen > n_pos:
-            raise ValueError(f"position {past + qlen - 1} exceeds max_positions={n_pos}")
-        h = model.embeddings(x) + model.position_embeddings.weight[past:past + qlen]
+        if offset + past + qlen > n_pos:
+            raise ValueError(f"position {past + qlen - 1} exceeds max_positions={n_pos}"
+                             + (f" less position_offset={offset}" if offset else ""))
+        h = model.embeddings(x) + model.position_embeddings.weight[offset + past:offset + past + qlen]
     else:
-        h = model.embeddings(x) + model.position_embeddings(positions)
+        h = model.embeddings(x) + model.position_embeddings(positions + offset if offset else positions)
+    if cfg.n_token_types:
+        h = h + model.token_type_embeddings.weight[0]
     if langs is not None and model.use_lang_emb:
         h = h + (model.lang_embeddings.weight[langs] if isinstance(langs, int) else model.lang_embeddings(langs))
-    cfg = model.cfg
     h = F.dropout(model.layer_norm_emb(h), cfg.dropout, model.training)
     pad_mask = None
     if lengths is not None:
@@ -153,10 +157,11 @@ class TransformerDecoder(TransformerModel):
     Cross-attention starts from PyTorch's default ``nn.Linear`` init (as the original's ``Linear``).
     """
 
-    def __init__(self, cfg: ModelConfig, n_words: int, n_langs: int, pad_index: int = 2):
-        super().__init__(cfg, n_words, n_langs, pad_index)
+    def __init__(self, cfg: ModelConfig, n_words: int, n_langs: int):
+        super().__init__(cfg, n_words, n_langs)
         pred = self._modules.pop("pred_layer")  # registered last, as in the original's state dicts
-        self.layer_norm15 = nn.ModuleList(nn.LayerNorm(self.dim, eps=LAYER_NORM_EPS) for _ in range(cfg.n_layers))
+        eps = cfg.layer_norm_eps
+        self.layer_norm15 = nn.ModuleList(nn.LayerNorm(self.dim, eps=eps) for _ in range(cfg.n_layers))
         self.encoder_attn = nn.ModuleList(
             MultiHeadAttention(cfg.n_heads, self.dim, cfg.attention_dropout) for _ in range(cfg.n_layers)
         )
@@ -179,14 +184,14 @@ class EncoderDecoder(nn.Module):
     ``cfg`` is the shared architecture (``encoder_only: false``); ``n_words`` the shared vocabulary.
     """
 
-    def __init__(self, cfg: ModelConfig, n_words: int, n_langs: int, pad_index: int = 2):
+    def __init__(self, cfg: ModelConfig, n_words: int, n_langs: int):
         super().__init__()
         self.cfg = cfg
         self.n_words = n_words
         self.n_langs = n_langs
-        self.pad_index = pad_index
-        self.encoder = TransformerModel(cfg, n_words, n_langs, pad_index)
-        self.decoder = TransformerDecoder(cfg, n_words, n_langs, pad_index)
+        self.pad_index = cfg.pad_index
+        self.encoder = TransformerModel(cfg, n_words, n_langs)
+        self.decoder = TransformerDecoder(cfg, n_words, n_langs)
 
     def encode(self, x: Tensor, lengths: Tensor, lang: Tensor | int) -> Tensor:
         """Source ``(batch, src)`` -> ``(batch, src, emb_dim)`` (bidirectional, as the original encoder)."""

@@ -89,26 +89,39 @@ class TransformerFFN(nn.Module):
 
 
 class PredLayer(nn.Module):
-    """Output projection to the vocabulary (weight tied to the input embeddings by default)."""
+    """Output projection to the vocabulary (weight tied to the input embeddings by default).
 
-    def __init__(self, dim: int, n_words: int):
+    ``transform=True`` first applies XLM-R's ``lm_head`` transform, dense -> gelu -> LayerNorm
+    (``XLMRobertaLMHead`` in transformers, RoBERTa's ``RobertaLMHead`` in fairseq).
+    """
+
+    def __init__(self, dim: int, n_words: int, transform: bool = False, eps: float = LAYER_NORM_EPS):
         super().__init__()
+        if transform:
+            self.dense = nn.Linear(dim, dim)
+            self.layer_norm = nn.LayerNorm(dim, eps=eps)
+        self.transform = transform
         self.proj = nn.Linear(dim, n_words, bias=True)
 
     def forward(self, h: Tensor) -> Tensor:
+        if self.transform:
+            h = self.layer_norm(F.gelu(self.dense(h)))
         return self.proj(h)
 
 
 class TransformerModel(nn.Module):
     """Transformer encoder with language embeddings; ``causal`` is chosen per call (MLM/TLM vs CLM)."""
 
-    def __init__(self, cfg: ModelConfig, n_words: int, n_langs: int, pad_index: int = 2):
+    def __init__(self, cfg: ModelConfig, n_words: int, n_langs: int):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
         self.n_words = n_words
         self.n_langs = n_langs
-        self.pad_index = pad_index
+        self.pad_index = pad_index = cfg.pad_index
+        if pad_index >= n_words:
+            raise ValueError(f"model.pad_index={pad_index} is not an id of the {n_words}-word vocabulary")
+        eps = cfg.layer_norm_eps
         dim = self.dim = cfg.emb_dim
         self.n_heads = cfg.n_heads
         self.n_layers = cfg.n_layers
@@ -123,18 +136,20 @@ class TransformerModel(nn.Module):
         if self.use_lang_emb:
             self.lang_embeddings = nn.Embedding(n_langs, dim)
         self.embeddings = nn.Embedding(n_words, dim, padding_idx=pad_index)
-        self.layer_norm_emb = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        if cfg.n_token_types:
+            self.token_type_embeddings = nn.Embedding(cfg.n_token_types, dim)
+        self.layer_norm_emb = nn.LayerNorm(dim, eps=eps)
         self.attentions = nn.ModuleList(
             MultiHeadAttention(cfg.n_heads, dim, cfg.attention_dropout) for _ in range(cfg.n_layers)
         )
-        self.layer_norm1 = nn.ModuleList(nn.LayerNorm(dim, eps=LAYER_NORM_EPS) for _ in range(cfg.n_layers))
+        self.layer_norm1 = nn.ModuleList(nn.LayerNorm(dim, eps=eps) for _ in range(cfg.n_layers))
         self.ffns = nn.ModuleList(
-            TransformerFFN(dim, 4 * dim, cfg.dropout, cfg.gelu_activation) for _ in range(cfg.n_layers)
+            TransformerFFN(dim, cfg.ffn_dim or 4 * dim, cfg.dropout, cfg.gelu_activation) for _ in range(cfg.n_layers)
         )
-        self.layer_norm2 = nn.ModuleList(nn.LayerNorm(dim, eps=LAYER_NORM_EPS) for _ in range(cfg.n_layers))
+        self.layer_norm2 = nn.ModuleList(nn.LayerNorm(dim, eps=eps) for _ in range(cfg.n_layers))
         if cfg.pre_norm:
-            self.layer_norm_out = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
-        self.pred_layer = PredLayer(dim, n_words)
+            self.layer_norm_out = nn.LayerNorm(dim, eps=eps)
+        self.pred_layer = PredLayer(dim, n_words, cfg.lm_head_transform, eps)
         self.reset_parameters()
         if cfg.share_inout_emb:
             self.pred_layer.proj.weight = self.embeddings.weight
@@ -143,6 +158,8 @@ class TransformerModel(nn.Module):
         """Embeddings ~ N(0, dim^-0.5) with a zero padding row; linear layers keep PyTorch's init."""
         std = self.dim**-0.5
         embs = [self.embeddings] + ([self.lang_embeddings] if self.use_lang_emb else [])
+        if self.cfg.n_token_types:
+            embs.append(self.token_type_embeddings)
         if not self.cfg.sinusoidal_embeddings:
             embs.append(self.position_embeddings)
         with torch.no_grad():
@@ -164,7 +181,9 @@ class TransformerModel(nn.Module):
 
         ``lengths`` defaults to the number of non-padding tokens (right padding assumed).
         ``langs`` is a ``(batch, seq)`` tensor or one id for every token; without it no language
-        vector is added at all (as in the original). ``positions`` default to ``0..seq-1``.
+        vector is added at all (as in the original). ``positions`` default to ``0..seq-1``, read
+        from row ``model.position_offset`` on (XLM-R: 2). A model with token types adds type 0's
+        vector to every token (as XLM-R does without ``token_type_ids``).
         ``return_all=True`` returns ``n_layers + 1`` tensors (for probing): the embedding output, then
         each layer's output, the last being the usual output (the order of Hugging Face's
         ``output_hidden_states``; a pre-norm model's last entry has its final LayerNorm applied).
@@ -174,9 +193,11 @@ class TransformerModel(nn.Module):
         allowed at least one key.
         """
         bs, slen = x.shape
-        if slen > self.position_embeddings.num_embeddings and positions is None:
+        offset = self.cfg.position_offset
+        if slen + offset > self.position_embeddings.num_embeddings and positions is None:
             raise ValueError(
                 f"sequence of {slen} tokens exceeds max_positions={self.position_embeddings.num_embeddings}"
+                + (f" less position_offset={offset}" if offset else "")
             )
         if lengths is None:
             lengths = (x != self.pad_index).sum(dim=1)
@@ -184,9 +205,11 @@ class TransformerModel(nn.Module):
         if int(lengths.min()) < slen:
             pad_mask = torch.arange(slen, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
         if positions is None:
-            h = self.embeddings(x) + self.position_embeddings.weight[:slen]
+            h = self.embeddings(x) + self.position_embeddings.weight[offset : offset + slen]
         else:
-            h = self.embeddings(x) + self.position_embeddings(positions)
+            h = self.embeddings(x) + self.position_embeddings(positions + offset if offset else positions)
+        if self.cfg.n_token_types:
+            h = h + self.token_type_embeddings.weight[0]
         if langs is not None and self.use_lang_emb:
             if isinstance(langs, int):
                 h = h + self.lang_embeddings.weight[langs]

@@ -39,10 +39,15 @@ class TaskModelConfig:
 
     def load(self, device: str = "cpu") -> Any:
         """The pretrained model, with what this section supplies (:func:`xlm.load_pretrained`)."""
+        from xlm.errors import warn
         from xlm.pretrained import load_pretrained
 
-        return load_pretrained(self.path, codes=self.codes or None, lowercase=self.lowercase,
-                               vocab=self.vocab or None, device=device)
+        p = load_pretrained(self.path, codes=self.codes or None, lowercase=self.lowercase,
+                            vocab=self.vocab or None, device=device)
+        if p.dictionary is not None and p.dictionary.layout != "xlm":
+            warn(f"model.path: {self.path} has XLM-R's special ids; fine-tuning frames inputs as XLM does "
+                 "(</s> a </s> b </s>, padding id 2), not as XLM-R (<s> a </s></s> b </s>)")
+        return p
 
 
 @dataclass

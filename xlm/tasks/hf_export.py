@@ -48,6 +48,11 @@ def export_hf(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
                        f"scripts/convert_checkpoint.py --format hf")
     cls, prefix = HF_HEADS[kind]
     p = load_pretrained(path)
+    from xlm.model.interop_xlmr import is_xlmr
+
+    if is_xlmr(p.model.cfg):
+        raise XLMError(f"{path}: a fine-tuned XLM-R-style model: task heads export to XLM's Hugging Face classes "
+                       "only; export the encoder with scripts/convert_checkpoint.py --format hf")
     out = Path(out)
     save_pretrained(p, out, format="hf")
     try:
