@@ -28,7 +28,7 @@ from xlm.model.transformer import TransformerModel
 @dataclass
 class Hypotheses:
     """Best output per input: ``tokens`` (words only, no ``</s>``), ``logprob`` their summed log-probability
-    under the model (``(batch,)``), ``score`` the length-normalized score beam search ranks by."""
+    under the model (``(batch,)``, on the CPU), ``score`` the length-normalized score beam search ranks by."""
 
     tokens: list[list[int]]
     logprob: Tensor
@@ -144,7 +144,7 @@ def _greedy(stepper: _Stepper, start: Tensor, steps: int, eos: int, pad: int, le
     new = generated[:, start.shape[1]:].tolist()
     tokens = [seq[:n] for seq, n in zip(new, n_words.tolist())]
     score = logprob / (n_words + 1).to(logprob.dtype) ** length_penalty
-    return Hypotheses(tokens, logprob, score)
+    return Hypotheses(tokens, logprob.cpu(), score.cpu())
 
 
 def _beam(stepper: _Stepper, start: Tensor, steps: int, beam_size: int, eos: int, pad: int,
