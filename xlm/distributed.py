@@ -115,18 +115,29 @@ def barrier() -> None:
         dist.barrier()
 
 
-def all_reduce_sums(values: dict[str, float], device: torch.device | None = None) -> dict[str, float]:
+def all_reduce_sums(values: dict[str, float], device: torch.device | None = None,
+                    group: dist.ProcessGroup | None = None) -> dict[str, float]:
     """Sum every value over all processes in a single collective (identity when single-process).
 
     Metrics are carried as sums (loss x tokens, tokens, correct predictions) so that the
-    reduced ratios are exact token-weighted means across ranks.
+    reduced ratios are exact token-weighted means across ranks. With ``group`` = :func:`host_group`
+    and ``device`` = CPU the values never touch the accelerator (no device synchronization).
     """
     if not dist.is_initialized() or dist.get_world_size() == 1 or not values:
         return dict(values)
     keys = sorted(values)
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
     return dict(zip(keys, t.tolist()))
+
+
+def host_group() -> dist.ProcessGroup | None:
+    """A gloo group over every process, for host-side numbers (the step's token counts): reducing them
+    over NCCL would need a device copy and a synchronization. ``None`` (the default group) when that is
+    gloo already or when single-process. Collective: every rank calls it, in the same order."""
+    if not dist.is_initialized() or dist.get_world_size() == 1 or dist.get_backend() == "gloo":
+        return None
+    return dist.new_group(backend="gloo")
 
 
 def all_reduce_max(value: float, device: torch.device | None = None) -> float:

@@ -159,6 +159,7 @@ class TransformerModel(nn.Module):
         causal: bool = False,
         return_all: bool = False,
         attn_mask: Tensor | None = None,
+        padded: bool | None = None,
     ) -> Tensor | list[Tensor]:
         """Encode ``x`` ``(batch, seq)`` to hidden states ``(batch, seq, emb_dim)``.
 
@@ -172,6 +173,9 @@ class TransformerModel(nn.Module):
         it is combined (AND) with the padding and, when ``causal``, the causal masks. Objectives
         with their own attention pattern (CAMLM, packed rows) pass it; every real query must be
         allowed at least one key.
+        ``padded``: whether some row is shorter than ``seq``, when the caller knows it (training knows
+        it from the host-side batch); None finds out on the device, which costs a host synchronization
+        (and a graph break under ``torch.compile``). Results are the same either way.
         """
         bs, slen = x.shape
         if slen > self.position_embeddings.num_embeddings and positions is None:
@@ -181,7 +185,9 @@ class TransformerModel(nn.Module):
         if lengths is None:
             lengths = (x != self.pad_index).sum(dim=1)
         pad_mask = None  # (batch, seq) True on real tokens; None when nothing is padded (fast path)
-        if int(lengths.min()) < slen:
+        if padded is None:
+            padded = int(lengths.min()) < slen
+        if padded:
             pad_mask = torch.arange(slen, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
         if positions is None:
             h = self.embeddings(x) + self.position_embeddings.weight[:slen]

@@ -42,8 +42,9 @@ class CheckpointMixin:
 
     def save(self) -> Path:
         """Write a training checkpoint (rank 0 writes; every rank must call this: it gathers per-rank state)."""
+        self.resolve()  # the counters of every step trained so far (skipped updates taken back)
         per_rank = all_gather_objects({
-            "samplers": {t.name: s.sampler.state_dict() for t, s in self.data.sources.items()},
+            "samplers": self.sampler_states,  # as of the last step trained: the prefetcher reads ahead
             "rng": rng_state(),
         })
         payload = self._model_payload()
@@ -102,6 +103,7 @@ class CheckpointMixin:
         for task, source in self.data.sources.items():
             if task.name in samplers:
                 source.sampler.load_state_dict(samplers[task.name])
+        self.sampler_states = self._read_sampler_states()
         set_rng_state(ckpt["rng"][min(rank, len(ckpt["rng"]) - 1)])
         self.log.info(f"resumed from {path} at step {self.state.step}")
         return True

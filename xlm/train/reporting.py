@@ -50,7 +50,7 @@ class ReportingMixin:
             f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else "")
         launcher = "single process" if dist.launcher == "none" else dist.launcher
         self.log.info(f"run folder {self.run_dir} | world size {dist.world_size} ({launcher})"
-                      f" | devices {devices} | precision {cfg.train.precision} | parallelism "
+                      f" | devices {devices} | precision {self.precision} | parallelism "
                       f"{cfg.train.parallelism if dist.distributed else 'none'}"
                       + (" | compiled" if cfg.train.compile else "")
                       + f" | evaluation protocol {self.evaluator.protocol}")

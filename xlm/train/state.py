@@ -36,7 +36,8 @@ class Interval:
     seconds: float = 0.0
     tasks: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
-    def add(self, out: dict[str, Any], seconds: float) -> None:
+    def add(self, out: dict[str, Any]) -> None:
+        """One step's statistics (``seconds`` is added by the loop: the time spent, waits included)."""
         self.steps += 1
         if out["loss"] is not None:
             self.steps_with_loss += 1
@@ -44,7 +45,6 @@ class Interval:
         self.grad_norm += out["grad_norm"] if math.isfinite(out["grad_norm"]) else 0.0
         self.tokens += out["tokens"]
         self.predicted += out["predicted"]
-        self.seconds += seconds
         for k, v in out["tasks"].items():
             self.tasks[k].append(v)
 

@@ -40,6 +40,7 @@ from xlm.distributed import (
     StopSignal,
     all_reduce_max,
     get_dist_info,
+    host_group,
     init_distributed,
     is_fsdp,
     peak_flops,
@@ -55,15 +56,16 @@ from xlm.io import atomic_write_text
 from xlm.logging import RunLogger, format_eval_lines
 from xlm.model.transformer import TransformerModel
 from xlm.objectives import Masker, TaskDrawer, parse_tasks
-from xlm.optim import LRScheduler, build_optimizer
-from xlm.precision import RoundingMasker, make_scaler
+from xlm.optim import LRScheduler, build_optimizer, use_fused
+from xlm.precision import RoundingMasker, make_scaler, resolve_precision
 from xlm.precision import autocast as precision_autocast
 from xlm.run_folder import RunLock, check_restart, remove_half_made
 from xlm.train.checkpointing import CheckpointMixin
 from xlm.train.loss import LossModule
+from xlm.train.prefetch import Prefetcher, StepBuilder
 from xlm.train.reporting import ReportingMixin
 from xlm.train.state import Interval, TrainState
-from xlm.train.step import StepMixin
+from xlm.train.step import Pending, StepMixin
 
 
 class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
@@ -71,7 +73,8 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
         self.cfg = cfg
         self.dist = get_dist_info()
         self.device = pick_device(self.dist)
-        if cfg.train.precision == "fp16" and self.device.type != "cuda":
+        self.precision = resolve_precision(cfg.train.precision, self.device)
+        if self.precision == "fp16" and self.device.type != "cuda":
             raise XLMError("train.precision: fp16 needs a CUDA device; use bf16 or fp32 on CPU")
         init_distributed(self.dist, self.device)
         # Nothing is written before train() starts the run (a failed start leaves no folder behind).
@@ -95,7 +98,7 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
         self.masker = Masker(dataclasses.replace(cfg.objectives, mlm_targets="xlm"), n_words,
                              self.data.dictionary.counts)
         # fp16: predicted counts rounded to a multiple of 8 in training (evaluation scores every selected token).
-        self.train_masker = (RoundingMasker if cfg.train.precision == "fp16" else Masker)(
+        self.train_masker = (RoundingMasker if self.precision == "fp16" else Masker)(
             cfg.objectives, n_words, self.data.dictionary.counts)
         self.drawer = TaskDrawer.from_config(cfg.objectives, self.data.sizes, cfg.data.lg_sampling_factor)
         idle = self.drawer.never_drawn()
@@ -122,24 +125,39 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
         blocks = [*self.model.attentions, *self.model.ffns]
         self.wrapped = wrap_model(LossModule(self.model), cfg.train.parallelism, self.device, blocks)
         self.fsdp = is_fsdp(self.wrapped)
-        self.train_model = torch.compile(self.wrapped) if cfg.train.compile else self.wrapped
+        self.train_model = (torch.compile(self.wrapped, backend=cfg.train.compile_backend) if cfg.train.compile
+                            else self.wrapped)
         # Evaluation runs the bare model (DDP shares its parameters); under FSDP2 it goes through the root.
         self.eval_model = self.wrapped if self.fsdp else self.model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.optimizer = build_optimizer(self.model, cfg.optim, self.device)
+        # The update of a non-finite step is skipped on the device by the fused kernel (fp16: the scaler's logic).
+        self.device_skip = use_fused(cfg.optim, self.device) and self.precision != "fp16"
+        self.resolve_every_step = not self.device_skip  # the host knows each step's outcome anyway
+        self.host_group = host_group()
+        self.pending: list[Pending] = []  # steps whose statistics are still on the device
+        self.interval = Interval()
+        self.builder = StepBuilder(self.drawer, self.data.sources, self.train_masker, cfg.run.seed, self.dist.rank,
+                                   cfg.train.accumulate_gradients, cfg.objectives.context_size,
+                                   pin=self.device.type == "cuda")
+        self.prefetcher = Prefetcher(self.builder, 0, 0)  # replaced when the loop starts
+        self.sampler_states = self._read_sampler_states()  # of the last step trained (checkpoints)
         self.scheduler = LRScheduler(self.optimizer, cfg.optim, cfg.train.max_steps)
-        self.scaler = make_scaler(self.device, cfg.train.precision)
+        self.scaler = make_scaler(self.device, self.precision)
         self.state = TrainState(world_size=self.dist.world_size)
         self.stop_signal = StopSignal()
         self.preempted: str | None = None  # the signal that stopped the run, if one did
         self.restarted = False  # step 0 again in a folder that held an earlier attempt's results
         # Per-device peak FLOP/s for MFU: train.peak_tflops, else known GPUs from a table, else none (no MFU).
         self.peak = cfg.train.peak_tflops * 1e12 if cfg.train.peak_tflops > 0 else peak_flops(
-            self.device, cfg.train.precision)
+            self.device, self.precision)
+
+    def _read_sampler_states(self) -> dict[str, dict[str, int]]:
+        return {t.name: s.sampler.state_dict() for t, s in self.data.sources.items()}
 
     # -- precision ------------------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
-        return precision_autocast(self.device, self.cfg.train.precision)
+        return precision_autocast(self.device, self.precision)
 
     # -- evaluation -----------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
@@ -273,26 +291,43 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
         metrics: dict[str, float] = {}
         if st.step == 0 and cfg.train.eval_at_start:
             metrics = self.evaluate()
-        interval = Interval()
         self.train_model.train()
+        self.prefetcher = Prefetcher(self.builder, st.step, cfg.train.prefetch)
+        try:
+            return self._steps(metrics)
+        finally:  # the samplers back where training stopped (the prefetcher read ahead)
+            self.prefetcher.close()
+            for task, source in self.data.sources.items():
+                source.sampler.load_state_dict(self.sampler_states[task.name])
+
+    def _steps(self, metrics: dict[str, float]) -> dict[str, float]:
+        cfg, st = self.cfg, self.state
+        self.interval = Interval()
         t_start, step_start = time.perf_counter(), st.step
         while st.step < cfg.train.max_steps:
             t0 = time.perf_counter()
-            out = self.train_step()
-            st.train_seconds += time.perf_counter() - t0
-            interval.add(out, time.perf_counter() - t0)
+            self.train_step()
             last = st.step == cfg.train.max_steps
-            if st.step % cfg.run.log_every == 0 or last:
+            log_now = st.step % cfg.run.log_every == 0 or last
+            if log_now or self.resolve_every_step:
+                signalled = self.resolve()  # (waits for the device: the interval's time includes it)
+            else:  # the stop flag is all-reduced with the statistics, at the next resolve
+                signalled = not self.dist.distributed and self.stop_signal.received is not None
+            seconds = time.perf_counter() - t0
+            st.train_seconds += seconds
+            self.interval.seconds += seconds
+            if log_now:
                 per_step = (time.perf_counter() - t_start) / (st.step - step_start)  # evaluations included
-                self._log_interval(interval, per_step * (cfg.train.max_steps - st.step))
-                interval = Interval()
+                self._log_interval(self.interval, per_step * (cfg.train.max_steps - st.step))
+                self.interval = Interval()
             stop = False
             if st.step % cfg.train.eval_every == 0 or last:
                 metrics = self.evaluate()
                 stop = self._update_best(metrics)
-            if out["stop"] and not (last or stop):  # SIGTERM / SIGUSR1 on some rank: save and leave
-                if interval.steps:
-                    self._log_interval(interval)
+            if signalled and not (last or stop):  # SIGTERM / SIGUSR1 on some rank: save and leave
+                self.resolve()
+                if self.interval.steps:
+                    self._log_interval(self.interval)
                 self.save()
                 self._preempt()
                 return metrics
