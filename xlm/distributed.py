@@ -263,10 +263,14 @@ def request_slurm_requeue() -> bool:
 # -- device facts ---------------------------------------------------------------------------------
 # Dense peak TFLOP/s (no sparsity) for bf16/fp16 tensor cores, and fp32 (tf32 off), by device name.
 PEAK_TFLOPS: dict[str, tuple[float, float]] = {  # name fragment -> (bf16/fp16, fp32)
+    "B200": (2250.0, 75.0),
     "H200": (989.0, 67.0),
+    "H800": (989.0, 67.0),
     "H100 PCIe": (756.0, 51.0),
     "H100": (989.0, 67.0),
     "A100": (312.0, 19.5),
+    "A800": (312.0, 19.5),
+    "A40": (149.7, 37.4),
     "A10G": (125.0, 31.2),
     "L40S": (362.0, 91.6),
     "L4": (121.0, 30.3),

@@ -2,7 +2,8 @@
 
     python scripts/bench/train_throughput.py [--config configs/tiny.yaml] [--steps 20] [--rounds 5] [key=value ...]
 
-*Loop* = ``Trainer.train_step()``: task draw, reading the memory-mapped data, masking, tensors,
+*Loop* = ``Trainer.train_step()`` (batches built in the step: ``train.prefetch`` is not used here) and
+the reading of its statistics (``Trainer.resolve``): task draw, reading the memory-mapped data, masking, tensors,
 forward + loss on the masked positions + backward for every task, gradient clipping, AdamW,
 schedule. *Bare* = the same tasks' batches built once beforehand, then only forward + loss +
 backward per batch and one AdamW step. Both run in alternating rounds in one process (so load
@@ -22,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # not scripts/bench/: its tokenize.py would shadow the standard library's (torch imports it)
+
+import torch  # noqa: E402
 
 from xlm.config import load_config  # noqa: E402
 from xlm.data.sampling import TAG_MASK, TAG_OBJECTIVES, rng  # noqa: E402
@@ -92,6 +93,9 @@ def main() -> None:
         t0 = time.perf_counter()
         for _ in range(args.steps):
             trainer.train_step()
+            if trainer.resolve_every_step:
+                trainer.resolve()
+        trainer.resolve()  # the statistics read once per log interval (here: per round)
         return time.perf_counter() - t0
 
     bare_round(prebuild()), loop_round()  # warm up both paths
