@@ -163,3 +163,17 @@ def test_a_compiled_mlm_tlm_run_compiles_at_most_4_graphs(data, tmp_path):
     assert 1 <= counters["stats"]["unique_graphs"] <= 4, dict(counters["stats"])
     assert not counters["graph_break"], dict(counters["graph_break"])
     torch._dynamo.reset()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the CPU count is the test above)")
+def test_cuda_steps_pass_the_sync_debug_mode(data, tmp_path):
+    trainer = _trainer(data, tmp_path / "cuda", "train.precision=bf16")
+    assert trainer.device.type == "cuda" and trainer.device_skip
+    trainer.train_step()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            trainer.train_step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert not trainer.resolve()
