@@ -177,3 +177,28 @@ def test_cuda_steps_pass_the_sync_debug_mode(data, tmp_path):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert not trainer.resolve()
+
+
+def test_activation_checkpointing_changes_no_result():
+    """model.checkpoint_activations recomputes each layer in backward with the same dropout masks."""
+    from xlm.config import ModelConfig
+    from xlm.model import TransformerModel
+
+    grads = []
+    for recompute in (False, True):
+        torch.manual_seed(0)
+        cfg = ModelConfig(emb_dim=32, n_layers=2, n_heads=2, dropout=0.3, attention_dropout=0.3,
+                          checkpoint_activations=recompute)
+        model = TransformerModel(cfg, 50, 2).train()
+        x = torch.randint(14, 50, (3, 9), generator=torch.Generator().manual_seed(1))
+        lengths = torch.tensor([9, 5, 7])
+        x[1, 5:] = 2
+        x[2, 7:] = 2
+        torch.manual_seed(2)
+        loss = model.predict(model(x, lengths=lengths, langs=1)).float().logsumexp(-1).sum()
+        loss.backward()
+        grads.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (l0, g0), (l1, g1) = grads
+    assert torch.equal(l0, l1) and g0.keys() == g1.keys()
+    for name in g0:
+        torch.testing.assert_close(g1[name], g0[name], rtol=0, atol=1e-6, msg=name)

@@ -35,6 +35,9 @@ class ModelConfig:
     share_inout_emb: bool = True
     max_positions: int = 512
     pre_norm: bool = False
+    # recompute each layer's activations in backward (less memory, ~1/3 more compute); a training
+    # setting: it changes no result (same dropout masks) and may be switched on resume
+    checkpoint_activations: bool = False
 
     def validate(self, prefix: str = "model") -> None:
         _positive(self, prefix, "emb_dim", "n_layers", "n_heads", "max_positions")

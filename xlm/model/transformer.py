@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from xlm.config import ModelConfig
 
@@ -208,19 +209,12 @@ class TransformerModel(nn.Module):
             causal = False  # folded into the mask
         states = [h] if return_all else None
 
+        recompute = self.cfg.checkpoint_activations and self.training and torch.is_grad_enabled()
         for i in range(self.n_layers):
-            if self.cfg.pre_norm:
-                h = h + F.dropout(
-                    self.attentions[i](self.layer_norm1[i](h), key_mask, causal), self.cfg.dropout, self.training
-                )
-                h = h + self.ffns[i](self.layer_norm2[i](h))
+            if recompute:  # activation checkpointing: the layer is run again in backward (same dropout masks)
+                h = checkpoint(self._layer, i, h, key_mask, causal, pad_mask, use_reentrant=False)
             else:
-                h = self.layer_norm1[i](
-                    h + F.dropout(self.attentions[i](h, key_mask, causal), self.cfg.dropout, self.training)
-                )
-                h = self.layer_norm2[i](h + self.ffns[i](h))
-            if pad_mask is not None:
-                h = h * pad_mask.unsqueeze(-1).to(h.dtype)
+                h = self._layer(i, h, key_mask, causal, pad_mask)
             if states is not None:
                 states.append(h)
         if self.cfg.pre_norm:
@@ -230,6 +224,22 @@ class TransformerModel(nn.Module):
         if states is not None:
             states[-1] = h
             return states
+        return h
+
+    def _layer(self, i: int, h: Tensor, key_mask: Tensor | None, causal: bool, pad_mask: Tensor | None) -> Tensor:
+        """Transformer layer ``i`` (post-norm as the original, or pre-norm); padded positions zeroed."""
+        if self.cfg.pre_norm:
+            h = h + F.dropout(
+                self.attentions[i](self.layer_norm1[i](h), key_mask, causal), self.cfg.dropout, self.training
+            )
+            h = h + self.ffns[i](self.layer_norm2[i](h))
+        else:
+            h = self.layer_norm1[i](
+                h + F.dropout(self.attentions[i](h, key_mask, causal), self.cfg.dropout, self.training)
+            )
+            h = self.layer_norm2[i](h + self.ffns[i](h))
+        if pad_mask is not None:
+            h = h * pad_mask.unsqueeze(-1).to(h.dtype)
         return h
 
     def predict(self, h: Tensor) -> Tensor:

@@ -119,7 +119,8 @@ class CheckpointMixin:
                            "these values")
         for k in allowed:
             self.log.info(f"config change on resume: {describe_changes(ckpt['config'], self.cfg, [k])}")
-        if ModelConfig(**ckpt["model_config"]) != self.cfg.model:
+        saved = {**ckpt["model_config"], "checkpoint_activations": self.cfg.model.checkpoint_activations}
+        if ModelConfig(**saved) != self.cfg.model:
             raise XLMError(f"{path}: model config differs from the checkpoint's")
         words = ckpt.get("dictionary", {}).get("words")
         if words is not None and list(words) != self.data.dictionary.id2word:
