@@ -70,6 +70,7 @@ class DataConfig:
     max_batch_size: int = 0
     max_len: int = 100
     group_by_size: bool = True
+    pack: bool = False  # training: pack TLM pairs into rows of bptt tokens, block-diagonal attention (xlm.data.packing)
     lg_sampling_factor: float = -1.0
     # how the folder's raw text was prepared, for folders without preprocess.json (see xlm.data.provenance),
     # e.g. {tokenize: true, lower_remove_accent: true}; checkpoints record it so that encode() redoes it

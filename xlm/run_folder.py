@@ -43,7 +43,7 @@ RESUMABLE_CHANGES = ("run.dir", "run.log_every", "run.tensorboard", "run.debug",
                      "train.compile", "train.parallelism", "train.peak_tflops", "data.path",
                      "init.from", "init.strict", "init.emb",
                      "optim.implementation", "train.compile_backend", "train.prefetch",
-                     "model.checkpoint_activations")
+                     "model.checkpoint_activations", "data.pack")
 # data.preprocess only states how the text was prepared (recorded in checkpoints): stating it later is fine.
 RESUMABLE_PREFIXES = ("data.preprocess.",)
 LOCK_NAME = ".lock"

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from xlm.data.packing import pack_pairs
 from xlm.data.sampling import TAG_MASK, TAG_OBJECTIVES, rng
 from xlm.objectives import Batch, Masker, Task, TaskDrawer, make_batch
 
@@ -37,12 +38,14 @@ class MicroBatch:
     padded: bool  # some row is shorter than the batch's sequence length
     n_tokens: int  # input tokens (sum of lengths)
     n_pred: int  # predicted positions
+    segments: Tensor | None = None  # (bs, slen) int64 packed rows' example ids (0: padding); None: unpacked
 
-    def to(self, device: torch.device) -> tuple[Batch, Tensor]:
-        """The batch and prediction index on ``device`` (asynchronous copies from pinned memory)."""
+    def to(self, device: torch.device) -> tuple[Batch, Tensor, Tensor | None]:
+        """Batch, prediction index and segments on ``device`` (asynchronous copies from pinned memory)."""
         if device.type == "cpu":
-            return self.batch, self.pred_index
-        return self.batch.to(device), self.pred_index.to(device, non_blocking=True)
+            return self.batch, self.pred_index, self.segments
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return self.batch.to(device), move(self.pred_index), move(self.segments)
 
 
 @dataclass
@@ -57,8 +60,9 @@ class StepBuilder:
     """Builds the micro-batches of a step (see the module docstring); not thread-safe: one user at a time."""
 
     def __init__(self, drawer: TaskDrawer, sources: dict, masker: Masker, seed: int, rank: int,
-                 accumulate: int, context_size: int, pin: bool):
-        self.drawer, self.sources, self.masker = drawer, sources, masker
+                 accumulate: int, context_size: int, pin: bool, pack_len: int = 0):
+        """``pack_len > 0``: MLM pair batches (TLM) are packed into rows of that many tokens."""
+        self.drawer, self.sources, self.masker, self.pack_len = drawer, sources, masker, pack_len
         self.seed, self.rank, self.accumulate, self.context_size, self.pin = seed, rank, accumulate, context_size, pin
 
     def build(self, step: int) -> StepBatches:
@@ -67,6 +71,10 @@ class StepBuilder:
         for m in range(self.accumulate):
             for j, (task, weight) in enumerate(drawn):
                 raw = self.sources[task].next()
+                segments = None
+                if self.pack_len and task.is_pair and task.objective == "mlm":
+                    raw, seg = pack_pairs(raw, self.pack_len)
+                    segments = torch.from_numpy(seg).pin_memory() if self.pin else torch.from_numpy(seg)
                 gen = rng(self.seed, TAG_MASK, self.rank, step, m, j)
                 batch = make_batch(task, raw, self.masker, gen, self.context_size)
                 if isinstance(batch.langs, int):  # a tensor: torch.compile would specialize on the id
@@ -76,7 +84,8 @@ class StepBuilder:
                     batch = _pinned(batch)
                 index = torch.from_numpy(pred)
                 micro.append(MicroBatch(j, task, weight, batch, index.pin_memory() if self.pin else index,
-                                        bool(raw.lengths.min() < raw.x.shape[1]), int(raw.lengths.sum()), len(pred)))
+                                        bool(raw.lengths.min() < raw.x.shape[1]), int(raw.lengths.sum()), len(pred),
+                                        segments))
         samplers = {t.name: s.sampler.state_dict() for t, s in self.sources.items()}
         return StepBatches(step, drawn, micro, samplers)
 

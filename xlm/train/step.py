@@ -75,12 +75,12 @@ class StepMixin:
         world = self.dist.world_size
         xent = torch.zeros(k, dtype=torch.float64, device=self.device) if runnable else None
         for i, m in enumerate(runnable):
-            batch, index = m.to(self.device)
+            batch, index, segments = m.to(self.device)
             if self.cfg.train.compile:
-                mark_dynamic(batch, index)
+                mark_dynamic(batch, index, segments)
             with no_grad_sync(self.wrapped, sync=i == len(runnable) - 1):
                 with self.autocast():
-                    value = self.train_model(batch, index, m.padded)
+                    value = self.train_model(batch, index, m.padded, segments)
                 self.scaler.scale(value * (m.weight * world / counts[m.j])).backward()
             xent[m.j] += value.detach().double()
         grad, assumed = (self._update(xent) if runnable else (None, False))
