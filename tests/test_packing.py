@@ -84,3 +84,19 @@ def test_packed_training_runs_with_few_shapes_and_evaluation_does_not_pack(data,
         src.sampler.load_state_dict(packed.sampler_states[task.name])
     packed.train()
     assert packed.state.step == 6 and packed.state.nan_streak == 0
+
+
+def test_fixed_capacity_prediction_index_is_padded_with_the_ignore_index(data, tmp_path):
+    import dataclasses
+
+    trainer = Trainer(tiny_config(data, tmp_path / "c", ["data.pack=true", "data.bptt=48"]))
+    trainer.model.eval()
+    for m in trainer.builder.build(0).micro:
+        n, cap = m.n_pred, m.pred_index.numel()
+        assert cap % 8 == 0 and cap >= n and (m.batch.targets[n:] == -100).all()
+        assert torch.equal(m.pred_index[:n], m.batch.pred_mask.flatten().nonzero().flatten())
+        with torch.no_grad():
+            padded = trainer.wrapped(m.batch, m.pred_index, m.padded, m.segments)
+            exact = trainer.wrapped(dataclasses.replace(m.batch, targets=m.batch.targets[:n]), m.pred_index[:n],
+                                    m.padded, m.segments)
+        torch.testing.assert_close(padded, exact)  # the padding adds nothing to the summed loss

@@ -13,6 +13,8 @@ state *after* its batches were read, and checkpoints store the state of the last
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import queue
 import threading
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ from xlm.data.packing import pack_pairs
 from xlm.data.sampling import TAG_MASK, TAG_OBJECTIVES, rng
 from xlm.objectives import Batch, Masker, Task, TaskDrawer, make_batch
 
+IGNORE_INDEX = -100  # targets of the padding of a fixed-capacity prediction index (cross_entropy's default)
+
 
 @dataclass
 class MicroBatch:
@@ -34,7 +38,7 @@ class MicroBatch:
     task: Task
     weight: float  # the objective's lambda at this step
     batch: Batch
-    pred_index: Tensor  # (n_pred,) int64: row-major flat indices of the predicted positions (pred_mask)
+    pred_index: Tensor  # (n_pred or capacity,) int64: row-major flat indices of the predicted positions (pred_mask)
     padded: bool  # some row is shorter than the batch's sequence length
     n_tokens: int  # input tokens (sum of lengths)
     n_pred: int  # predicted positions
@@ -61,7 +65,8 @@ class StepBuilder:
 
     def __init__(self, drawer: TaskDrawer, sources: dict, masker: Masker, seed: int, rank: int,
                  accumulate: int, context_size: int, pin: bool, pack_len: int = 0):
-        """``pack_len > 0``: MLM pair batches (TLM) are packed into rows of that many tokens."""
+        """``pack_len > 0``: MLM pair batches (TLM) are packed into rows of that many tokens, and every MLM
+        batch's prediction index has a fixed capacity (:func:`pred_capacity`), padded with the ignore index."""
         self.drawer, self.sources, self.masker, self.pack_len = drawer, sources, masker, pack_len
         self.seed, self.rank, self.accumulate, self.context_size, self.pin = seed, rank, accumulate, context_size, pin
 
@@ -80,14 +85,27 @@ class StepBuilder:
                 if isinstance(batch.langs, int):  # a tensor: torch.compile would specialize on the id
                     batch.langs = torch.tensor(batch.langs)
                 pred = np.flatnonzero(batch.pred_mask.numpy())
+                n_pred = len(pred)
+                if self.pack_len and task.objective == "mlm":
+                    cap = max(n_pred, pred_capacity(self.masker.word_pred, batch.x.numel()))
+                    pred = np.concatenate([pred, np.zeros(cap - n_pred, dtype=pred.dtype)])
+                    targets = torch.cat([batch.targets, torch.full((cap - n_pred,), IGNORE_INDEX)])
+                    batch = dataclasses.replace(batch, targets=targets)
                 if self.pin:
                     batch = _pinned(batch)
                 index = torch.from_numpy(pred)
                 micro.append(MicroBatch(j, task, weight, batch, index.pin_memory() if self.pin else index,
-                                        bool(raw.lengths.min() < raw.x.shape[1]), int(raw.lengths.sum()), len(pred),
+                                        bool(raw.lengths.min() < raw.x.shape[1]), int(raw.lengths.sum()), n_pred,
                                         segments))
         samplers = {t.name: s.sampler.state_dict() for t, s in self.sources.items()}
         return StepBatches(step, drawn, micro, samplers)
+
+
+def pred_capacity(word_pred: float, n_positions: int) -> int:
+    """Predicted positions a batch of ``n_positions`` has room for: 10% over the expected count, in a
+    multiple of 8, so the output layer's input keeps one shape (a batch selecting more keeps them all
+    and takes a larger shape; with Bernoulli(0.15) on 32 x 256 tokens that is 4 standard deviations)."""
+    return max(8, math.ceil(1.1 * word_pred * n_positions / 8) * 8)
 
 
 def _pinned(b: Batch) -> Batch:
