@@ -77,10 +77,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bare_step(args, device, which: str, precision: str, compiled: bool) -> tuple[float, float | None]:
+def bare_step(args, device, which: str, precision: str, compiled: bool,
+              vocab: int | None = None) -> tuple[float, float | None]:
     """Tokens/s of forward + loss on the predicted positions + backward + fused AdamW, and peak GiB."""
     torch.manual_seed(0)
-    d, layers, heads, vocab, bs, seq = args.dim, args.layers, args.heads, args.vocab, args.batch, args.seq
+    d, layers, heads, bs, seq = args.dim, args.layers, args.heads, args.batch, args.seq
+    vocab = vocab or args.vocab
     if which == "ours":
         model = TransformerModel(ModelConfig(emb_dim=d, n_layers=layers, n_heads=heads, max_positions=512),
                                  vocab, 2).to(device)
@@ -146,10 +148,11 @@ def run_trainer(args, data: Path, tmp: Path, name: str, overrides: list[str], np
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"] if nproc > 1 else [
         sys.executable]
     cmd += [str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "tiny.yaml"), f"run.dir={run}",
-            f"data.path={data}", "run.tensorboard=false", "train.eval_at_start=false", "objectives.mlm=[en,fr,en-fr]",
+            f"data.path={data}", "run.tensorboard=false", "train.eval_at_start=false",
             f"model.emb_dim={args.dim}", f"model.n_layers={args.layers}", f"model.n_heads={args.heads}",
             "model.max_positions=512", f"data.batch_size={args.batch}", f"data.bptt={args.seq}",
-            "train.validation_metric=", *overrides]
+            "train.validation_metric=", *([] if any(o.startswith("objectives.mlm=") for o in overrides) else
+                                          ["objectives.mlm=[en,fr,en-fr]"]), *overrides]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     if p.returncode:
         raise RuntimeError(f"{name}: train.py failed: {p.stderr.strip().splitlines()[-1:]}")
@@ -194,23 +197,32 @@ def main() -> None:
                 if which == "hf" and ("ours", precision, compiled) in bare:
                     note = f"ours / hf = {bare[('ours', precision, compiled)] / tps:.2f}x"
                 table.row(label, tps, mfu(tps, args.dim, args.layers, args.seq, args.vocab, pred, peak), mem, note)
-    table.row("packing (data.pack)", None, None, None, "not implemented in this version: rows skipped")
     tmp = Path(tempfile.mkdtemp(prefix="xlm-gpu-check-"))
     data = _folder(tmp, 1000 if args.smoke else 3000)
+    v_data = len_vocab(data)
     main_precision = precisions[0]
-    for compiled in (False, True):
-        label = f"whole loop {main_precision}{' compiled' if compiled else ''}"
+    common = [f"run.log_every={max(args.loop_steps // 4, 1)}", f"train.eval_every={args.loop_steps}",
+              f"train.save_every={args.loop_steps}", f"train.max_steps={args.loop_steps}",
+              f"train.precision={main_precision}", f"train.compile_backend={args.backend}"]
+    for compiled in (False, True):  # loop overhead: MLM on one language's streams = the bare step's shapes
+        label = f"whole loop {main_precision}{' compiled' if compiled else ''}, MLM streams"
         try:
-            recs = run_trainer(args, data, tmp, f"loop{int(compiled)}", [
-                f"train.max_steps={args.loop_steps}", f"run.log_every={max(args.loop_steps // 4, 1)}",
-                f"train.eval_every={args.loop_steps}", f"train.save_every={args.loop_steps}",
-                f"train.precision={main_precision}", f"train.compile={str(compiled).lower()}",
-                f"train.compile_backend={args.backend}"])
+            ref, _ = bare_step(args, device, "ours", main_precision, compiled, vocab=v_data)
+            recs = run_trainer(args, data, tmp, f"loop{int(compiled)}",
+                               [*common, "objectives.mlm=[en]", f"train.compile={str(compiled).lower()}"])
             tps = recs[-1]["tokens_per_s"]  # the last interval: compilation and warm-up excluded
-            ref = bare.get(("ours", main_precision, compiled))
-            note = f"overhead vs bare step {100 * (1 - tps / ref):.1f}% (tasks: MLM en, fr, TLM en-fr)" if ref else ""
-            table.row(label, tps, mfu(tps, args.dim, args.layers, args.seq, len_vocab(data), pred, peak),
-                      recs[-1].get("memory_gb"), note)
+            table.row(label, tps, mfu(tps, args.dim, args.layers, args.seq, v_data, pred, peak),
+                      recs[-1].get("memory_gb"), f"bare step on the same shapes (vocab {v_data}) {ref:,.0f} tokens/s: "
+                      f"loop overhead {100 * (1 - tps / ref):.1f}%")
+        except Exception as e:
+            table.row(label, None, None, None, f"failed: {str(e)[:100]}")
+    for pack in (False, True):  # MLM + TLM, packing off / on (TLM rows: tokens / S, not comparable to MFU)
+        label = f"whole loop {main_precision}, MLM+TLM, pack {'on' if pack else 'off'}"
+        try:
+            recs = run_trainer(args, data, tmp, f"pack{int(pack)}",
+                               [*common, f"data.pack={str(pack).lower()}", "train.compile=false",
+                                f"data.max_len={args.seq // 2 - 2}"])  # pairs that fit one row
+            table.row(label, recs[-1]["tokens_per_s"], None, recs[-1].get("memory_gb"), "tasks: MLM en, fr; TLM en-fr")
         except Exception as e:
             table.row(label, None, None, None, f"failed: {str(e)[:100]}")
     n_gpus = torch.cuda.device_count() if cuda else 0
