@@ -202,3 +202,17 @@ def test_activation_checkpointing_changes_no_result():
     assert torch.equal(l0, l1) and g0.keys() == g1.keys()
     for name in g0:
         torch.testing.assert_close(g1[name], g0[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_fused_path_resumes_exactly(data, tmp_path):
+    """Statistics still on the device are read before a checkpoint: a run stopped at step 6 and resumed
+    ends where an uninterrupted one does (prefetching on, as by default)."""
+    common = ["optim.implementation=fused", "train.eval_every=100", "train.save_every=6", "run.log_every=4"]
+    straight = _trainer(data, tmp_path / "a", *common, "train.max_steps=12")
+    straight.train()
+    _trainer(data, tmp_path / "b", *common, "train.max_steps=6").train()
+    resumed = _trainer(data, tmp_path / "b", *common, "train.max_steps=12")
+    resumed.train()
+    assert resumed.state.updates == straight.state.updates == 12 and resumed.state.tokens == straight.state.tokens
+    for (name, p), q in zip(straight.model.named_parameters(), resumed.model.parameters()):
+        assert torch.equal(p, q), name
