@@ -9,6 +9,8 @@ Exact resume: all randomness is drawn from generators seeded by ``(seed, rank, s
 (:mod:`xlm.data.sampling`) -- task draws, masking, dropout (torch's generator is re-seeded at every
 step) -- and the samplers' ``(epoch, position)`` are saved, so a resumed run replays the same
 batches, masks and dropout as an uninterrupted one and ends with bit-identical parameters (CPU).
+Batches are built ahead by a background thread (:mod:`xlm.train.prefetch`); checkpoints keep the
+samplers' state of the last step trained, not of the last step built.
 
 The trainer knows nothing of the model's internals: it calls the model's forward and ``predict``
 (through :class:`LossModule`, the module DDP/FSDP wrap).
@@ -18,9 +20,11 @@ model and draws the same tasks; stream batches are disjoint parts of one global 
 (:class:`xlm.data.datasets.StreamSampler`); the model runs wrapped in DDP (or FSDP2), with
 gradient reduction only on the last backward of a step (``no_sync`` before). Each task's loss is
 the sum of cross-entropies divided by the number of predicted tokens of that task over *all* ranks
-and micro-batches (all-reduced before the first backward), so an update does not depend on how the
-global batch is split. Metrics, the non-finite flag and the stop flag (SIGTERM/SIGUSR1) are
-all-reduced once per step; only rank 0 writes; checkpoints keep every rank's sampler and RNG state.
+and micro-batches (host numbers, summed over a gloo group before the first backward), so an update
+does not depend on how the global batch is split. Metrics and the stop flag (SIGTERM/SIGUSR1) are
+all-reduced when the host reads the steps' statistics (:mod:`xlm.train.step`: once per log interval
+with the fused optimizer, every step otherwise); only rank 0 writes; checkpoints keep every rank's
+sampler and RNG state.
 """
 
 from __future__ import annotations
