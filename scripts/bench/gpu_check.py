@@ -56,8 +56,9 @@ def device_peak(device: torch.device) -> float:
 
 
 class Table:
-    def __init__(self, out: Path | None):
+    def __init__(self, out: Path | None, budget_s: float):
         self.out = out
+        self.deadline = time.monotonic() + budget_s
         self.emit(HEADER)
 
     def emit(self, line: str) -> None:
@@ -65,6 +66,13 @@ class Table:
         if self.out:
             with open(self.out, "a", encoding="utf-8") as f:
                 f.write(line + "\n")
+
+    def late(self, name: str) -> bool:
+        """True (and a row saying so) once the time budget is spent: the table stays complete."""
+        if time.monotonic() < self.deadline:
+            return False
+        self.row(name, None, None, None, "skipped: over the time budget")
+        return True
 
     def row(self, name: str, tps: float | None, mfu_value: float | None, mem: float | None, note: str = "") -> None:
         cell = lambda v, fmt: "n/a" if v is None or v != v else fmt.format(v)  # noqa: E731
@@ -168,7 +176,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.type == "cuda"
     shapes = dict(dim=1024, layers=6, heads=8, vocab=64139, batch=32, seq=256, warmup=5, steps=20,
-                  loop_steps=200, run_steps=100)
+                  loop_steps=120, run_steps=60)
     if args.smoke:
         shapes = dict(dim=128, layers=2, heads=4, vocab=8000, batch=8, seq=64, warmup=1, steps=3,
                       loop_steps=12, run_steps=12)
@@ -178,15 +186,24 @@ def main() -> None:
     precisions = ["bf16", "fp16"] if cuda else ["fp32"]
     peak = device_peak(device)
     name = torch.cuda.get_device_name(device) if cuda else "CPU"
-    table = Table(args.out)
+    table = Table(args.out, 1e9 if args.smoke else 270)  # gpu_check.sh stops everything at 300 s
     table.emit(f"| device: {name}, peak {peak / 1e12:.0f} TFLOP/s | {args.dim}x{args.layers} model, batch "
                f"{args.batch}x{args.seq}, vocab {args.vocab} | {'smoke' if args.smoke else 'full'} | | |")
     pred = 0.15
     bare = {}
-    for precision in precisions:
-        for compiled in (False, True):
+    tmp = Path(tempfile.mkdtemp(prefix="xlm-gpu-check-"))
+    data = _folder(tmp, 1000 if args.smoke else 3000)
+    v_data = len_vocab(data)
+    main_precision = precisions[0]
+    common = [f"run.log_every={max(args.loop_steps // 4, 1)}", f"train.eval_every={args.loop_steps}",
+              f"train.save_every={args.loop_steps}", f"train.max_steps={args.loop_steps}",
+              f"train.precision={main_precision}", f"train.compile_backend={args.backend}"]
+    def bare_rows(compiled: bool) -> None:
+        for precision in precisions:
             for which in ("ours", "hf"):
                 label = f"bare step {which} {precision}{' compiled' if compiled else ''}"
+                if table.late(label):
+                    continue
                 try:
                     tps, mem = bare_step(args, device, which, precision, compiled)
                 except Exception as e:  # a row that fails says why; the others still run
@@ -197,15 +214,10 @@ def main() -> None:
                 if which == "hf" and ("ours", precision, compiled) in bare:
                     note = f"ours / hf = {bare[('ours', precision, compiled)] / tps:.2f}x"
                 table.row(label, tps, mfu(tps, args.dim, args.layers, args.seq, args.vocab, pred, peak), mem, note)
-    tmp = Path(tempfile.mkdtemp(prefix="xlm-gpu-check-"))
-    data = _folder(tmp, 1000 if args.smoke else 3000)
-    v_data = len_vocab(data)
-    main_precision = precisions[0]
-    common = [f"run.log_every={max(args.loop_steps // 4, 1)}", f"train.eval_every={args.loop_steps}",
-              f"train.save_every={args.loop_steps}", f"train.max_steps={args.loop_steps}",
-              f"train.precision={main_precision}", f"train.compile_backend={args.backend}"]
-    for compiled in (False, True):  # loop overhead: MLM on one language's streams = the bare step's shapes
+    def loop_row(compiled: bool) -> None:  # loop overhead: MLM on one language's streams = the bare step's shapes
         label = f"whole loop {main_precision}{' compiled' if compiled else ''}, MLM streams"
+        if table.late(label):
+            return
         try:
             ref, _ = bare_step(args, device, "ours", main_precision, compiled, vocab=v_data)
             recs = run_trainer(args, data, tmp, f"loop{int(compiled)}",
@@ -216,8 +228,27 @@ def main() -> None:
                       f"loop overhead {100 * (1 - tps / ref):.1f}%")
         except Exception as e:
             table.row(label, None, None, None, f"failed: {str(e)[:100]}")
+    # the most telling rows first: compiling is what may not fit the 5-minute budget
+    bare_rows(False)
+    loop_row(False)
+    for precision in (["bf16", "fp16"] if cuda else ["fp32"]):
+        label = f"short run {precision}: loss falls"
+        if table.late(label):
+            continue
+        try:
+            recs = run_trainer(args, data, tmp, f"run-{precision}", [
+                f"train.max_steps={args.run_steps}", f"run.log_every={max(args.run_steps // 5, 1)}",
+                f"train.eval_every={args.run_steps}", f"train.save_every={args.run_steps}",
+                f"train.precision={precision}", "optim.lr=5e-4", "optim.warmup_updates=5"])
+            first, last = recs[0]["loss"], recs[-1]["loss"]
+            table.row(label, recs[-1]["tokens_per_s"], None, recs[-1].get("memory_gb"),
+                      f"loss {first:.3f} -> {last:.3f}: {'falls' if last < first else 'DOES NOT FALL'}")
+        except Exception as e:
+            table.row(label, None, None, None, f"failed: {str(e)[:100]}")
     for pack in (False, True):  # MLM + TLM, packing off / on (TLM rows: tokens / S, not comparable to MFU)
         label = f"whole loop {main_precision}, MLM+TLM, pack {'on' if pack else 'off'}"
+        if table.late(label):
+            continue
         try:
             recs = run_trainer(args, data, tmp, f"pack{int(pack)}",
                                [*common, f"data.pack={str(pack).lower()}", "train.compile=false",
@@ -231,6 +262,8 @@ def main() -> None:
         if n_gpus < 2:
             table.row(label, None, None, None, "skipped: needs 2 or more GPUs")
             continue
+        if table.late(label):
+            continue
         try:
             recs = run_trainer(args, data, tmp, parallelism, [
                 f"train.max_steps={args.loop_steps}", f"run.log_every={max(args.loop_steps // 4, 1)}",
@@ -239,18 +272,8 @@ def main() -> None:
             table.row(label, recs[-1]["tokens_per_s"], None, recs[-1].get("memory_gb"), "all ranks")
         except Exception as e:
             table.row(label, None, None, None, f"failed: {str(e)[:100]}")
-    for precision in (["bf16", "fp16"] if cuda else ["fp32"]):
-        label = f"short run {precision}: loss falls"
-        try:
-            recs = run_trainer(args, data, tmp, f"run-{precision}", [
-                f"train.max_steps={args.run_steps}", f"run.log_every={max(args.run_steps // 5, 1)}",
-                f"train.eval_every={args.run_steps}", f"train.save_every={args.run_steps}",
-                f"train.precision={precision}", "optim.lr=5e-4", "optim.warmup_updates=5"])
-            first, last = recs[0]["loss"], recs[-1]["loss"]
-            table.row(label, recs[-1]["tokens_per_s"], None, recs[-1].get("memory_gb"),
-                      f"loss {first:.3f} -> {last:.3f}: {'falls' if last < first else 'DOES NOT FALL'}")
-        except Exception as e:
-            table.row(label, None, None, None, f"failed: {str(e)[:100]}")
+    bare_rows(True)
+    loop_row(True)
 
 
 def len_vocab(data: Path) -> int:
