@@ -132,6 +132,24 @@ def test_two_ranks_equal_one_rank_with_twice_the_batch(data, tmp_path, paralleli
         assert "resumed from" in out.stdout + out.stderr and _final(two, 8)["step"] == 8
 
 
+def test_fused_optimizer_two_ranks_equal_one_rank(data, tmp_path):
+    """The device-side path (fused AdamW: no per-step host sync, statistics and the stop flag reduced
+    once per log interval, the loss-finite flag a device all-reduce) splits the batch exactly too."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    cfg_one = _clm(_config(data, one), 8)
+    cfg_one["optim"].update(implementation="fused")
+    Trainer(load_config(_write(cfg_one, one))).train()
+    cfg_two = _clm(_config(data, two), 4)
+    cfg_two["optim"].update(implementation="fused")
+    _torchrun(["--standalone", "--nproc-per-node=2"], _write(cfg_two, two))
+    a, b = _final(one, 6), _final(two, 6)
+    assert a["train_state"]["updates"] == b["train_state"]["updates"] == 6
+    _assert_close(a["model"], b["model"], atol=2e-5)
+    la, lb = _records(one, "train"), _records(two, "train")
+    assert [r["step"] for r in la] == [r["step"] for r in lb] == [5, 6]
+    assert np.allclose([r["loss"] for r in la], [r["loss"] for r in lb], rtol=1e-5)
+
+
 def test_accumulating_two_half_batches_equals_one_batch(data, tmp_path):
     def run(name: str, batch: int, accum: int) -> Trainer:
         cfg = _clm(_config(data, tmp_path / name, accumulate_gradients=accum), batch)

@@ -44,6 +44,9 @@ class ModelConfig:
     n_token_types: int = 0  # token-type (segment) embeddings, row 0 added to every token; XLM-R: 1
     lm_head_transform: bool = False  # dense + gelu + LayerNorm before the output projection (XLM-R's lm_head)
     pad_index: int = 2  # id of <pad> in the model's vocabulary: XLM 2, XLM-R 1
+    # recompute each layer's activations in backward (less memory, ~1/3 more compute); a training
+    # setting: it changes no result (same dropout masks) and may be switched on resume
+    checkpoint_activations: bool = False
 
     def validate(self, prefix: str = "model") -> None:
         _positive(self, prefix, "emb_dim", "n_layers", "n_heads", "max_positions")
@@ -83,6 +86,7 @@ class DataConfig:
     max_batch_size: int = 0
     max_len: int = 100
     group_by_size: bool = True
+    pack: bool = False  # training: pack TLM pairs into rows of bptt tokens, block-diagonal attention (xlm.data.packing)
     lg_sampling_factor: float = -1.0
     # how the folder's raw text was prepared, for folders without preprocess.json (see xlm.data.provenance),
     # e.g. {tokenize: true, lower_remove_accent: true}; checkpoints record it so that encode() redoes it
@@ -154,6 +158,8 @@ class OptimConfig:
     min_lr: float = 0.0
     exp_factor: float = 0.5
     clip_grad_norm: float = 5.0
+    # AdamW kernel: "fused" (one kernel, updates skipped on the device), "foreach", "auto": fused on CUDA
+    implementation: Literal["auto", "fused", "foreach"] = "auto"
 
     def validate(self, prefix: str = "optim") -> None:
         _positive(self, prefix, "lr")
@@ -176,8 +182,11 @@ class TrainConfig:
     eval_max_sentences: int = -1
     eval_at_start: bool = True
     eval_only: bool = False  # evaluate the run's newest checkpoint (else init.from, else the initial model), exit
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
-    compile: bool = False
+    # "auto": bf16 on Ampere and newer GPUs, fp16 (+ loss scaler) on Volta/Turing, fp32 on CPU (xlm.precision)
+    precision: Literal["fp32", "fp16", "bf16", "auto"] = "fp32"
+    compile: bool = False  # torch.compile the model and its loss (no graph breaks; see docs/performance.md)
+    compile_backend: str = "inductor"  # torch.compile backend ("aot_eager", "eager": for debugging and tests)
+    prefetch: int = 2  # steps of batches built ahead in a background thread (0: built in the step itself)
     parallelism: Literal["ddp", "fsdp"] = "ddp"
     nan_tolerance: int = 5
     peak_tflops: float = 0.0  # per-device peak for MFU; 0: known GPUs from a table, otherwise MFU is not logged
@@ -185,6 +194,8 @@ class TrainConfig:
 
     def validate(self, prefix: str = "train") -> None:
         _positive(self, prefix, "max_steps", "eval_every", "save_every", "accumulate_gradients")
+        if self.prefetch < 0:
+            raise XLMError(f"{prefix}.prefetch: must be >= 0, got {self.prefetch}")
         if self.keep_last < 1:
             raise XLMError(f"{prefix}.keep_last: must be >= 1, got {self.keep_last}")
         if self.eval_max_sentences == 0 or self.eval_max_sentences < -1:

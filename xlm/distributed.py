@@ -115,18 +115,29 @@ def barrier() -> None:
         dist.barrier()
 
 
-def all_reduce_sums(values: dict[str, float], device: torch.device | None = None) -> dict[str, float]:
+def all_reduce_sums(values: dict[str, float], device: torch.device | None = None,
+                    group: dist.ProcessGroup | None = None) -> dict[str, float]:
     """Sum every value over all processes in a single collective (identity when single-process).
 
     Metrics are carried as sums (loss x tokens, tokens, correct predictions) so that the
-    reduced ratios are exact token-weighted means across ranks.
+    reduced ratios are exact token-weighted means across ranks. With ``group`` = :func:`host_group`
+    and ``device`` = CPU the values never touch the accelerator (no device synchronization).
     """
     if not dist.is_initialized() or dist.get_world_size() == 1 or not values:
         return dict(values)
     keys = sorted(values)
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
     return dict(zip(keys, t.tolist()))
+
+
+def host_group() -> dist.ProcessGroup | None:
+    """A gloo group over every process, for host-side numbers (the step's token counts): reducing them
+    over NCCL would need a device copy and a synchronization. ``None`` (the default group) when that is
+    gloo already or when single-process. Collective: every rank calls it, in the same order."""
+    if not dist.is_initialized() or dist.get_world_size() == 1 or dist.get_backend() == "gloo":
+        return None
+    return dist.new_group(backend="gloo")
 
 
 def all_reduce_max(value: float, device: torch.device | None = None) -> float:
@@ -252,10 +263,14 @@ def request_slurm_requeue() -> bool:
 # -- device facts ---------------------------------------------------------------------------------
 # Dense peak TFLOP/s (no sparsity) for bf16/fp16 tensor cores, and fp32 (tf32 off), by device name.
 PEAK_TFLOPS: dict[str, tuple[float, float]] = {  # name fragment -> (bf16/fp16, fp32)
+    "B200": (2250.0, 75.0),
     "H200": (989.0, 67.0),
+    "H800": (989.0, 67.0),
     "H100 PCIe": (756.0, 51.0),
     "H100": (989.0, 67.0),
     "A100": (312.0, 19.5),
+    "A800": (312.0, 19.5),
+    "A40": (149.7, 37.4),
     "A10G": (125.0, 31.2),
     "L40S": (362.0, 91.6),
     "L4": (121.0, 30.3),

@@ -32,16 +32,25 @@ def param_groups(model: nn.Module, weight_decay: float, decay_1d: bool) -> list[
     return groups
 
 
-def build_optimizer(model: nn.Module | list[tuple[nn.Module, float]], cfg: OptimConfig) -> torch.optim.Optimizer:
+def use_fused(cfg: OptimConfig, device: torch.device) -> bool:
+    """``optim.implementation``: ``auto`` is torch's fused AdamW kernel on CUDA (one kernel for every
+    parameter, and updates skipped on the device), ``foreach`` elsewhere (the CPU's exact numbers)."""
+    return cfg.implementation == "fused" or (cfg.implementation == "auto" and device.type == "cuda")
+
+
+def build_optimizer(model: nn.Module | list[tuple[nn.Module, float]], cfg: OptimConfig,
+                    device: torch.device | None = None) -> torch.optim.Optimizer:
     """AdamW over ``model``; a list of ``(module, lr_scale)`` gives each module its own learning rate
-    (``lr_scale`` times the schedule's), as fine-tuning does for the encoder and the task head."""
+    (``lr_scale`` times the schedule's), as fine-tuning does for the encoder and the task head.
+    ``device``: where the parameters are, for ``optim.implementation: auto`` (None: CPU)."""
     if isinstance(model, nn.Module):
         groups = param_groups(model, cfg.weight_decay, decay_1d=cfg.optimizer == "adam")
     else:
         groups = [{**g, "lr_scale": scale} for module, scale in model
                   for g in param_groups(module, cfg.weight_decay, decay_1d=cfg.optimizer == "adam") if g["params"]]
+    fused = use_fused(cfg, device or torch.device("cpu"))
     return torch.optim.AdamW(groups, lr=lr_at(0, cfg, 1), betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                             weight_decay=cfg.weight_decay)
+                             weight_decay=cfg.weight_decay, fused=True if fused else None)
 
 
 def lr_at(n: int, cfg: OptimConfig, max_steps: int) -> float:
@@ -91,6 +100,11 @@ class LRScheduler:
     def step(self) -> None:
         """Call after ``optimizer.step()``."""
         self.n += 1
+        self._apply()
+
+    def undo(self) -> None:
+        """Take back the last :meth:`step` (an update the device skipped, learnt afterwards)."""
+        self.n -= 1
         self._apply()
 
     def state_dict(self) -> dict[str, int]:

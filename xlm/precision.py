@@ -26,6 +26,17 @@ from xlm.objectives import Masker
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` on CUDA GPUs of compute capability 8.0 and newer (Ampere, Hopper: bf16
+    tensor cores), ``fp16`` on older ones (Volta, Turing: fp16 tensor cores only, with the loss scaler;
+    the XLM paper's V100 setting), ``fp32`` on CPU; any other value is returned unchanged."""
+    if precision != "auto":
+        return precision
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp16"
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     if precision == "fp32":
         return contextlib.nullcontext()

@@ -17,10 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[0] = str(ROOT)  # not scripts/bench/: its tokenize.py would shadow the standard library's (torch imports it)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 from xlm.config import ModelConfig  # noqa: E402
 from xlm.model import TransformerModel  # noqa: E402

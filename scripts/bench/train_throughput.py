@@ -2,7 +2,9 @@
 
     python scripts/bench/train_throughput.py [--config configs/tiny.yaml] [--steps 20] [--rounds 5] [key=value ...]
 
-*Loop* = ``Trainer.train_step()``: task draw, reading the memory-mapped data, masking, tensors,
+*Loop* = ``Trainer.train_step()`` (batches built in the step, or with ``--prefetch N`` by the
+background thread up to N steps ahead) and the reading of its statistics (``Trainer.resolve``):
+task draw, reading the memory-mapped data, masking, tensors,
 forward + loss on the masked positions + backward for every task, gradient clipping, AdamW,
 schedule. *Bare* = the same tasks' batches built once beforehand, then only forward + loss +
 backward per batch and one AdamW step. Both run in alternating rounds in one process (so load
@@ -22,14 +24,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # not scripts/bench/: its tokenize.py would shadow the standard library's (torch imports it)
+
+import torch  # noqa: E402
 
 from xlm.config import load_config  # noqa: E402
 from xlm.data.sampling import TAG_MASK, TAG_OBJECTIVES, rng  # noqa: E402
 from xlm.objectives import loss, make_batch  # noqa: E402
+from xlm.train.prefetch import Prefetcher  # noqa: E402
 from xlm.trainer import Trainer  # noqa: E402
 
 
@@ -39,6 +42,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="steps per round")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--prefetch", type=int, default=0,
+                    help="steps built ahead by the loop's background thread (0: built in the step)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     if args.threads:
@@ -63,9 +68,20 @@ def main() -> None:
     if cfg.train.accumulate_gradients != 1:
         raise SystemExit("benchmark assumes train.accumulate_gradients=1")
     seed, sources = cfg.run.seed, trainer.data.sources
+    if args.prefetch:  # the loop reads ahead: the bare step's batches come from a twin (same data order)
+        trainer.prefetcher = Prefetcher(trainer.builder, trainer.state.step, args.prefetch)
+        twin = Trainer(cfg)
+        sources, bare_next = twin.data.sources, [trainer.state.step]
+    else:
+        bare_next = None
 
     def prebuild() -> list[list]:
         """The batches the next ``--steps`` loop steps will build (same draws, same masks), made up front."""
+        if bare_next is not None:
+            first = bare_next[0]
+            bare_next[0] += args.steps
+            return [[(m.weight, m.batch) for m in twin.builder.build(step).micro]
+                    for step in range(first, first + args.steps)]
         saved = {t: s.sampler.state_dict() for t, s in sources.items()}
         steps = []
         for step in range(trainer.state.step, trainer.state.step + args.steps):
@@ -92,6 +108,9 @@ def main() -> None:
         t0 = time.perf_counter()
         for _ in range(args.steps):
             trainer.train_step()
+            if trainer.resolve_every_step:
+                trainer.resolve()
+        trainer.resolve()  # the statistics read once per log interval (here: per round)
         return time.perf_counter() - t0
 
     bare_round(prebuild()), loop_round()  # warm up both paths
@@ -105,7 +124,9 @@ def main() -> None:
         ratios.append(tb / tl)
     b, lp, ratio = statistics.median(bare), statistics.median(loop), statistics.median(ratios)
     m = trainer.model
-    print(f"model {m.num_parameters() / 1e6:.2f}M params, dim {m.dim}, {m.n_layers} layers, {m.n_words} words; "
+    trainer.prefetcher.close()
+    print(f"prefetch {args.prefetch}; "
+          f"model {m.num_parameters() / 1e6:.2f}M params, dim {m.dim}, {m.n_layers} layers, {m.n_words} words; "
           f"{len(steps[0])} tasks per step, {args.steps} steps x {args.rounds} rounds, "
           f"{torch.get_num_threads()} threads")
     print(f"bare model step : {b:10.0f} tokens/s  (rounds: {', '.join(f'{x:.0f}' for x in bare)})")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from xlm.config import ModelConfig
 
@@ -176,6 +177,7 @@ class TransformerModel(nn.Module):
         causal: bool = False,
         return_all: bool = False,
         attn_mask: Tensor | None = None,
+        padded: bool | None = None,
     ) -> Tensor | list[Tensor]:
         """Encode ``x`` ``(batch, seq)`` to hidden states ``(batch, seq, emb_dim)``.
 
@@ -191,6 +193,9 @@ class TransformerModel(nn.Module):
         it is combined (AND) with the padding and, when ``causal``, the causal masks. Objectives
         with their own attention pattern (CAMLM, packed rows) pass it; every real query must be
         allowed at least one key.
+        ``padded``: whether some row is shorter than ``seq``, when the caller knows it (training knows
+        it from the host-side batch); None finds out on the device, which costs a host synchronization
+        (and a graph break under ``torch.compile``). Results are the same either way.
         """
         bs, slen = x.shape
         offset = self.cfg.position_offset
@@ -202,7 +207,9 @@ class TransformerModel(nn.Module):
         if lengths is None:
             lengths = (x != self.pad_index).sum(dim=1)
         pad_mask = None  # (batch, seq) True on real tokens; None when nothing is padded (fast path)
-        if int(lengths.min()) < slen:
+        if padded is None:
+            padded = int(lengths.min()) < slen
+        if padded:
             pad_mask = torch.arange(slen, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
         if positions is None:
             h = self.embeddings(x) + self.position_embeddings.weight[offset : offset + slen]
@@ -225,19 +232,12 @@ class TransformerModel(nn.Module):
             causal = False  # folded into the mask
         states = [h] if return_all else None
 
+        recompute = self.cfg.checkpoint_activations and self.training and torch.is_grad_enabled()
         for i in range(self.n_layers):
-            if self.cfg.pre_norm:
-                h = h + F.dropout(
-                    self.attentions[i](self.layer_norm1[i](h), key_mask, causal), self.cfg.dropout, self.training
-                )
-                h = h + self.ffns[i](self.layer_norm2[i](h))
+            if recompute:  # activation checkpointing: the layer is run again in backward (same dropout masks)
+                h = checkpoint(self._layer, i, h, key_mask, causal, pad_mask, use_reentrant=False)
             else:
-                h = self.layer_norm1[i](
-                    h + F.dropout(self.attentions[i](h, key_mask, causal), self.cfg.dropout, self.training)
-                )
-                h = self.layer_norm2[i](h + self.ffns[i](h))
-            if pad_mask is not None:
-                h = h * pad_mask.unsqueeze(-1).to(h.dtype)
+                h = self._layer(i, h, key_mask, causal, pad_mask)
             if states is not None:
                 states.append(h)
         if self.cfg.pre_norm:
@@ -247,6 +247,22 @@ class TransformerModel(nn.Module):
         if states is not None:
             states[-1] = h
             return states
+        return h
+
+    def _layer(self, i: int, h: Tensor, key_mask: Tensor | None, causal: bool, pad_mask: Tensor | None) -> Tensor:
+        """Transformer layer ``i`` (post-norm as the original, or pre-norm); padded positions zeroed."""
+        if self.cfg.pre_norm:
+            h = h + F.dropout(
+                self.attentions[i](self.layer_norm1[i](h), key_mask, causal), self.cfg.dropout, self.training
+            )
+            h = h + self.ffns[i](self.layer_norm2[i](h))
+        else:
+            h = self.layer_norm1[i](
+                h + F.dropout(self.attentions[i](h, key_mask, causal), self.cfg.dropout, self.training)
+            )
+            h = self.layer_norm2[i](h + self.ffns[i](h))
+        if pad_mask is not None:
+            h = h * pad_mask.unsqueeze(-1).to(h.dtype)
         return h
 
     def predict(self, h: Tensor) -> Tensor:

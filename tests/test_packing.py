@@ -1,0 +1,102 @@
+"""Packing TLM pairs into rows (data.pack): every example as computed alone, training only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from training_data import one_thread, synthetic_folder, tiny_config
+
+from xlm.config import ModelConfig
+from xlm.data.packing import pack_pairs, segment_attention_mask
+from xlm.errors import XLMError
+from xlm.model import TransformerModel
+from xlm.trainer import Trainer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return synthetic_folder(tmp_path_factory.mktemp("pack") / "data", n_train=300)
+
+
+def _pairs(data, tmp_path):
+    trainer = Trainer(tiny_config(data, tmp_path / "r", ["data.bptt=48"]))
+    (task,) = [t for t in trainer.data.sources if t.is_pair]
+    return trainer, trainer.data.sources[task].next()
+
+
+def test_packed_rows_hold_every_example_once_with_its_positions_and_languages(data, tmp_path):
+    _, raw = _pairs(data, tmp_path)
+    packed, seg = pack_pairs(raw, 48, rows_multiple=4)
+    assert packed.x.shape == seg.shape and packed.x.shape[1] == 48 and packed.x.shape[0] % 4 == 0
+    assert packed.lengths.sum() == raw.lengths.sum() and (packed.lengths <= 48).all()
+    found = []
+    for r in range(len(seg)):
+        assert (seg[r, packed.lengths[r]:] == 0).all() and (seg[r, :packed.lengths[r]] > 0).all()
+        for k in range(1, seg[r].max() + 1):
+            cols = np.flatnonzero(seg[r] == k)
+            assert (np.diff(cols) == 1).all()  # contiguous
+            found.append((tuple(packed.x[r, cols]), tuple(packed.positions[r, cols]), tuple(packed.langs[r, cols])))
+    expected = [(tuple(raw.x[i, :n]), tuple(raw.positions[i, :n]), tuple(raw.langs[i, :n]))
+                for i, n in enumerate(raw.lengths)]
+    assert sorted(found) == sorted(expected)
+    with pytest.raises(XLMError, match="does not fit rows of data.bptt=8"):
+        pack_pairs(raw, 8)
+
+
+def test_a_packed_row_computes_each_example_as_unpacked(data, tmp_path):
+    """Block-diagonal attention (the model's attn_mask): outputs equal the unpacked batch's (fp32)."""
+    trainer, raw = _pairs(data, tmp_path)
+    torch.manual_seed(0)
+    model = TransformerModel(ModelConfig(emb_dim=32, n_layers=2, n_heads=2), 200, 2).eval()
+    packed, seg = pack_pairs(raw, 48)
+    t = torch.from_numpy
+    with torch.no_grad():
+        alone = model(t(raw.x), lengths=t(raw.lengths), langs=t(raw.langs), positions=t(raw.positions))
+        together = model(t(packed.x), lengths=t(packed.lengths), langs=t(packed.langs), positions=t(packed.positions),
+                         attn_mask=segment_attention_mask(t(seg)))
+    checked = 0
+    for r in range(len(seg)):
+        for k in range(1, seg[r].max() + 1):
+            cols = np.flatnonzero(seg[r] == k)
+            tokens = tuple(packed.x[r, cols])
+            i = next(i for i, n in enumerate(raw.lengths) if n == len(cols) and tuple(raw.x[i, :n]) == tokens)
+            torch.testing.assert_close(together[r, cols], alone[i, :len(cols)], rtol=1e-5, atol=1e-5)
+            checked += 1
+    assert checked == len(raw.lengths)
+
+
+def test_packed_training_runs_with_few_shapes_and_evaluation_does_not_pack(data, tmp_path):
+    packed = Trainer(tiny_config(data, tmp_path / "p", ["data.pack=true", "data.bptt=48", "train.max_steps=6",
+                                                        "train.eval_every=6", "train.eval_at_start=false"]))
+    plain = Trainer(tiny_config(data, tmp_path / "u", ["data.bptt=48"]))
+    assert packed.evaluate() == plain.evaluate()  # same initial model, evaluation never packs
+    shapes = {tuple(m.batch.x.shape) for s in range(6) for m in packed.builder.build(s).micro
+              if m.segments is not None}
+    assert shapes and all(rows % 8 == 0 and slen == 48 for rows, slen in shapes)
+    for task, src in packed.data.sources.items():  # (the builds above read ahead)
+        src.sampler.load_state_dict(packed.sampler_states[task.name])
+    packed.train()
+    assert packed.state.step == 6 and packed.state.nan_streak == 0
+
+
+def test_fixed_capacity_prediction_index_is_padded_with_the_ignore_index(data, tmp_path):
+    import dataclasses
+
+    trainer = Trainer(tiny_config(data, tmp_path / "c", ["data.pack=true", "data.bptt=48"]))
+    trainer.model.eval()
+    for m in trainer.builder.build(0).micro:
+        n, cap = m.n_pred, m.pred_index.numel()
+        assert cap % 8 == 0 and cap >= n and (m.batch.targets[n:] == -100).all()
+        assert torch.equal(m.pred_index[:n], m.batch.pred_mask.flatten().nonzero().flatten())
+        with torch.no_grad():
+            padded = trainer.wrapped(m.batch, m.pred_index, m.padded, m.segments)
+            exact = trainer.wrapped(dataclasses.replace(m.batch, targets=m.batch.targets[:n]), m.pred_index[:n],
+                                    m.padded, m.segments)
+        torch.testing.assert_close(padded, exact)  # the padding adds nothing to the summed loss

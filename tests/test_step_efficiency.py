@@ -1,0 +1,218 @@
+"""The training step's efficiency contracts on CPU: host synchronizations counted, batches prefetched
+exactly, updates of non-finite steps skipped on the device, ``torch.compile`` without graph breaks and
+with a bounded number of graphs. (Speed itself is measured by scripts/bench/, not here.)"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from training_data import one_thread, synthetic_folder, tiny_config
+
+from xlm.data.sampling import TAG_MASK, TAG_OBJECTIVES, rng
+from xlm.errors import XLMError
+from xlm.objectives import make_batch
+from xlm.train.loss import LossModule, mark_dynamic
+from xlm.trainer import Trainer
+
+aten = torch.ops.aten
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return synthetic_folder(tmp_path_factory.mktemp("eff") / "data", n_train=300)
+
+
+class SyncRecorder(TorchDispatchMode):
+    """Records the operators that make the host wait for the device: reading a scalar, ops whose output
+    size depends on values (nonzero, masked_select, boolean indexing) and device-to-host copies."""
+
+    def __init__(self):
+        super().__init__()
+        self.syncs: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        packet = func.overloadpacket
+        if packet in (aten._local_scalar_dense, aten.nonzero, aten.masked_select, aten.item):
+            self.syncs.append(str(func))
+        elif packet in (aten.index, aten.index_put, aten.index_put_) and any(
+                isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] or [])):
+            self.syncs.append(f"{func} (boolean index)")
+        elif packet in (aten._to_copy, aten.copy_):
+            src = args[1] if packet is aten.copy_ else args[0]
+            dst = args[0].device if packet is aten.copy_ else kwargs.get("device", src.device)
+            if src.device.type != "cpu" and torch.device(dst).type == "cpu":
+                self.syncs.append(f"{func} (device to host)")
+        return func(*args, **kwargs)
+
+
+def _trainer(data, path, *overrides):
+    return Trainer(tiny_config(data, path, ["train.eval_at_start=false", "train.accumulate_gradients=2",
+                                            *overrides]))
+
+
+def test_a_step_with_the_fused_optimizer_has_no_host_sync(data, tmp_path):
+    """The documented count (docs/performance.md): 0 per step; the host reads the step's statistics
+    once per log interval (``resolve``)."""
+    trainer = _trainer(data, tmp_path / "fused", "optim.implementation=fused", "train.prefetch=0")
+    assert trainer.device_skip and not trainer.resolve_every_step
+    trainer.train_step()  # (first step: optimizer state is created)
+    with SyncRecorder() as rec:
+        for _ in range(4):  # MLM on streams and TLM on (padded) pairs, 2 micro-batches each
+            trainer.train_step()
+    assert rec.syncs == []
+    assert not trainer.resolve() and trainer.interval.steps == 5 and trainer.state.updates == 5
+    assert all(math.isfinite(v) for v in trainer.interval.tasks["MLM-en-fr"])
+
+
+def test_a_step_with_the_foreach_optimizer_reads_one_flag(data, tmp_path):
+    """Without a fused optimizer the skip decision is read on the host: one scalar per step, plus the
+    optimizer's own per-parameter step counters (CPU tensors even on CUDA: no device sync there)."""
+    trainer = _trainer(data, tmp_path / "foreach", "optim.implementation=foreach", "train.prefetch=0")
+    trainer.train_step()
+    n_params = len(trainer.params)
+    with SyncRecorder() as rec:
+        trainer.train_step()
+    assert len(rec.syncs) == 1 + n_params and set(rec.syncs) == {"aten._local_scalar_dense.default"}
+
+
+def test_prefetched_batches_are_the_steps_own(data, tmp_path):
+    """A background prefetcher yields exactly the batches and masks the step draws from (seed, rank, step)."""
+    ahead = _trainer(data, tmp_path / "a", "train.prefetch=3")
+    inline = _trainer(data, tmp_path / "b")
+    from xlm.train.prefetch import Prefetcher
+
+    ahead.prefetcher = Prefetcher(ahead.builder, 0, 3)
+    cfg = inline.cfg
+    try:
+        for step in range(6):
+            sb = ahead.prefetcher.get(step)
+            drawn = inline.drawer.draw(step, rng(cfg.run.seed, TAG_OBJECTIVES, step))
+            assert [(t.name, w) for t, w in drawn] == [(t.name, w) for t, w in sb.drawn]
+            i = 0
+            for micro in range(cfg.train.accumulate_gradients):
+                for j, (task, _) in enumerate(drawn):
+                    raw = inline.data.sources[task].next()
+                    b = make_batch(task, raw, inline.train_masker, rng(cfg.run.seed, TAG_MASK, 0, step, micro, j))
+                    m = sb.micro[i]
+                    i += 1
+                    for name in ("x", "lengths", "pred_mask", "targets", "positions"):
+                        x, y = getattr(b, name), getattr(m.batch, name)
+                        assert (x is None and y is None) or torch.equal(x, y), name
+                    assert torch.equal(torch.as_tensor(b.langs), torch.as_tensor(m.batch.langs))
+                    assert torch.equal(m.pred_index, b.pred_mask.flatten().nonzero().flatten())
+                    assert m.padded == bool(b.lengths.min() < b.x.shape[1]) and m.n_pred == b.targets.numel()
+            assert i == len(sb.micro)
+    finally:
+        ahead.prefetcher.close()
+
+
+def test_non_finite_updates_are_skipped_on_the_device(data, tmp_path):
+    """lr 1e30: the first update blows the weights up, the next losses are not finite; the fused kernel
+    skips those updates (weights stay finite), the host takes them back and stops after nan_tolerance."""
+    trainer = _trainer(data, tmp_path / "nan", "optim.implementation=fused", "optim.schedule=constant",
+                       "optim.lr=1e30", "optim.warmup_updates=0", "optim.clip_grad_norm=0",
+                       "train.nan_tolerance=2", "run.log_every=50")
+    with pytest.raises(XLMError, match="diverged: 3 consecutive"):
+        trainer.train()
+    st = trainer.state
+    assert st.nan_streak == 3 and st.updates == trainer.scheduler.n == st.step - 3
+    assert all(torch.isfinite(p).all() for p in trainer.params)
+    assert "update skipped (1 in a row; tolerance 2)" in (tmp_path / "nan" / "train.log").read_text()
+
+
+def test_the_loss_module_compiles_without_graph_breaks(data, tmp_path):
+    trainer = _trainer(data, tmp_path / "c", "objectives.clm=[en]", "train.prefetch=0")
+    # fullgraph: any graph break is an error (dynamo decides it, whatever the backend; "eager" is fast)
+    module = torch.compile(LossModule(trainer.model), fullgraph=True, backend="eager")
+    micro = [m for step in range(3) for m in trainer.builder.build(step).micro]
+    # MLM streams, TLM pairs (padded, positions, language tensors), CLM (causal)
+    assert {m.task.objective for m in micro} == {"mlm", "clm"} and {m.padded for m in micro} == {True, False}
+    for m in micro:
+        mark_dynamic(m.batch, m.pred_index)  # as the trainer does: sizes vary
+    module.eval()
+    for m in micro:  # same values as the eager module (no dropout)
+        eager = trainer.wrapped(m.batch, m.pred_index, m.padded)
+        torch.testing.assert_close(module(m.batch, m.pred_index, m.padded), eager, rtol=1e-5, atol=1e-4)
+    module.train()
+    for m in micro:  # training mode (dropout) and backward: one graph too
+        module(m.batch, m.pred_index, m.padded).backward()
+
+
+def test_a_compiled_mlm_tlm_run_compiles_at_most_4_graphs(data, tmp_path):
+    """Varying batch and sequence sizes and prediction counts do not recompile (marked dynamic); what
+    does: padded rows or not, the language tensor's rank. Dynamo decides graphs the same for every
+    backend; ``eager`` keeps the test fast."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    trainer = _trainer(data, tmp_path / "cc", "train.compile=true", "train.compile_backend=eager",
+                       "train.max_steps=24", "train.eval_every=100", "train.save_every=100", "run.log_every=8")
+    trainer.train()
+    assert trainer.state.step == 24
+    assert 1 <= counters["stats"]["unique_graphs"] <= 4, dict(counters["stats"])
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    torch._dynamo.reset()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the CPU count is the test above)")
+def test_cuda_steps_pass_the_sync_debug_mode(data, tmp_path):
+    trainer = _trainer(data, tmp_path / "cuda", "train.precision=bf16")
+    assert trainer.device.type == "cuda" and trainer.device_skip
+    trainer.train_step()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            trainer.train_step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert not trainer.resolve()
+
+
+def test_activation_checkpointing_changes_no_result():
+    """model.checkpoint_activations recomputes each layer in backward with the same dropout masks."""
+    from xlm.config import ModelConfig
+    from xlm.model import TransformerModel
+
+    grads = []
+    for recompute in (False, True):
+        torch.manual_seed(0)
+        cfg = ModelConfig(emb_dim=32, n_layers=2, n_heads=2, dropout=0.3, attention_dropout=0.3,
+                          checkpoint_activations=recompute)
+        model = TransformerModel(cfg, 50, 2).train()
+        x = torch.randint(14, 50, (3, 9), generator=torch.Generator().manual_seed(1))
+        lengths = torch.tensor([9, 5, 7])
+        x[1, 5:] = 2
+        x[2, 7:] = 2
+        torch.manual_seed(2)
+        loss = model.predict(model(x, lengths=lengths, langs=1)).float().logsumexp(-1).sum()
+        loss.backward()
+        grads.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (l0, g0), (l1, g1) = grads
+    assert torch.equal(l0, l1) and g0.keys() == g1.keys()
+    for name in g0:
+        torch.testing.assert_close(g1[name], g0[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_fused_path_resumes_exactly(data, tmp_path):
+    """Statistics still on the device are read before a checkpoint: a run stopped at step 6 and resumed
+    ends where an uninterrupted one does (prefetching on, as by default)."""
+    common = ["optim.implementation=fused", "train.eval_every=100", "train.save_every=6", "run.log_every=4"]
+    straight = _trainer(data, tmp_path / "a", *common, "train.max_steps=12")
+    straight.train()
+    _trainer(data, tmp_path / "b", *common, "train.max_steps=6").train()
+    resumed = _trainer(data, tmp_path / "b", *common, "train.max_steps=12")
+    resumed.train()
+    assert resumed.state.updates == straight.state.updates == 12 and resumed.state.tokens == straight.state.tokens
+    for (name, p), q in zip(straight.model.named_parameters(), resumed.model.parameters()):
+        assert torch.equal(p, q), name
