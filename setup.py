@@ -27,6 +27,7 @@ setup(
         "ja": ["fugashi>=1.3", "unidic-lite>=1.0.8"],
         "segment": ["pythainlp>=3.0", "jieba>=0.42", "fugashi>=1.3", "unidic-lite>=1.0.8"],
         "tensorboard": ["tensorboard>=2.10"],
+        "mt": ["sacrebleu>=2.0", "sacremoses>=0.1"],  # BLEU (xlm.bleu) and detokenized output (python -m xlm.translate)
         "tasks": ["seqeval>=1.2", "scikit-learn>=1.0", "scipy>=1.7"],  # downstream metrics (python -m xlm.finetune)
         "test": [
             "pytest>=7",
@@ -42,6 +43,7 @@ setup(
             "seqeval>=1.2",
             "scikit-learn>=1.0",
             "scipy>=1.7",
+            "sacrebleu>=2.0",
         ],
         "dev": ["ruff>=0.4", "pytest>=7", "hypothesis>=6", "cython>=3"],
     },

@@ -35,6 +35,8 @@ class ModelConfig:
     share_inout_emb: bool = True
     max_positions: int = 512
     pre_norm: bool = False
+    # false: an encoder-decoder translation model (xlm.model.decoder), the original's --encoder_only false
+    encoder_only: bool = True
     # XLM-R / RoBERTa architecture options (see docs/interop.md); the defaults are XLM's
     ffn_dim: int = 0  # hidden size of the feed-forward layers; 0: 4 * emb_dim (XLM, XLM-R)
     layer_norm_eps: float = 1e-12  # XLM 1e-12, XLM-R 1e-5
@@ -217,6 +219,10 @@ class InitConfig:
     from_: str = field(default="", metadata={"key": "from"})
     strict: bool = True  # every parameter of the new model must come from `from`, with its shape
     emb: str = ""  # fastText-format word vectors (.vec text: "n dim" header, then "word v1 .. vdim")
+    # encoder-decoder models (model.encoder_only: false): the model each side starts from (default: `from`);
+    # the decoder's cross-attention is new (the paper's initialization, Lample & Conneau 2019 section 5.2)
+    encoder: str = ""
+    decoder: str = ""
 
 
 @dataclass
@@ -251,6 +257,11 @@ class Config:
             raise XLMError(f"data.bptt: {self.data.bptt} exceeds model.max_positions ({self.model.max_positions})"
                            + (f" less model.position_offset ({self.model.position_offset})"
                               if self.model.position_offset else ""))
+        if (self.init.encoder or self.init.decoder) and self.model.encoder_only:
+            raise XLMError("init.encoder/init.decoder: only for an encoder-decoder (model.encoder_only: false)")
+        if not self.model.encoder_only:  # until the ae/mt/bt objectives train the decoder
+            raise XLMError("model.encoder_only: false: no training objective uses a decoder yet; encoder-decoder "
+                           "models are loaded and decoded (python -m xlm.translate, docs/translation.md)")
 
 
 # -- schedules ----------------------------------------------------------------------------------

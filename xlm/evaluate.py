@@ -2,7 +2,9 @@
 
 - ``python -m xlm.evaluate lm --model PATH --data DIR [--protocol xlm|original] [--json]``: perplexity
   and accuracy per language and objective under the original's metric names (``valid_en_mlm_ppl`` ...);
-- ``python -m xlm.evaluate retrieval --model PATH --pair en-fr --src F --tgt F``.
+- ``python -m xlm.evaluate retrieval --model PATH --pair en-fr --src F --tgt F``;
+- ``python -m xlm.evaluate bleu --hyp F --ref F [F ...] [--lc] [--tokenized]``: sacrebleu on detokenized
+  text, or with ``--tokenized`` the BLEU of Moses' ``multi-bleu.perl`` (see :mod:`xlm.bleu`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,33 @@ def _lm(args: argparse.Namespace) -> None:
         print("\n".join(res.lines()))
 
 
+def _read_lines(path: str) -> list[str]:
+    """Lines split on "\\n" only, as perl and sacrebleu read them (not on the other Unicode breaks)."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+    except OSError as e:
+        raise XLMError(f"{path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise XLMError(f"{path}: invalid UTF-8 at byte {e.start}") from None
+    lines = text.split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+def _bleu(args: argparse.Namespace) -> None:
+    from xlm.bleu import multi_bleu, sacre_bleu_signed
+
+    hyp = _read_lines(args.hyp)
+    refs = [_read_lines(r) for r in args.ref]
+    if args.tokenized:
+        res = multi_bleu(hyp, refs, lowercase=args.lc)
+        print(json.dumps({"bleu": res.bleu, "precisions": res.precisions, "bp": res.bp, "ratio": res.ratio,
+                          "hyp_len": res.hyp_len, "ref_len": res.ref_len}) if args.json else str(res))
+    else:
+        score, sig = sacre_bleu_signed(hyp, refs, lowercase=args.lc)
+        print(json.dumps({"bleu": score, "signature": sig}) if args.json else f"BLEU = {score:.2f} ({sig})")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m xlm.evaluate", description=__doc__)
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -78,6 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--json", action="store_true", help="also print the scores as JSON")
     add_model_options(r)
     r.set_defaults(func=_retrieval)
+    b = sub.add_parser("bleu", help="corpus BLEU: sacrebleu (detokenized) or multi-bleu.perl's (--tokenized)")
+    b.add_argument("--hyp", required=True, help="hypotheses, one per line")
+    b.add_argument("--ref", required=True, nargs="+", help="reference file(s), aligned with --hyp")
+    b.add_argument("--lc", action="store_true", help="case-insensitive (models trained on lowercased text)")
+    b.add_argument("--tokenized", action="store_true",
+                   help="tokenized BLEU exactly as Moses' multi-bleu.perl (the original XLM's figure)")
+    b.add_argument("--json", action="store_true", help="print one JSON line instead")
+    b.set_defaults(func=_bleu)
     args = ap.parse_args(argv)
     show_warnings_as_lines()
     try:

@@ -24,6 +24,7 @@ import torch
 
 from xlm.data.dictionary import Dictionary
 from xlm.errors import XLMError
+from xlm.model.decoder import EncoderDecoder, TransformerDecoder
 from xlm.model.transformer import TransformerModel
 
 BY_WORD = ("embeddings.weight", "pred_layer.proj.weight", "pred_layer.proj.bias")
@@ -46,6 +47,7 @@ class InitReport:
     dropped: list[str] = field(default_factory=list)  # source parameters the new model lacks
     reshaped: list[str] = field(default_factory=list)  # same name, other shape
     differences: list[str] = field(default_factory=list)  # architecture settings that differ
+    cross_attention_new: int = 0  # a decoder's cross-attention parameters, new by design (init.decoder)
 
     def lines(self) -> list[str]:
         out = [f"init.from {self.source}: {self.words_found:,} of {self.words_total:,} words found "
@@ -60,6 +62,9 @@ class InitReport:
                            + (" ..." if len(names) > 8 else ""))
         if self.differences:
             out.append(f"init.from: architecture differs: {', '.join(self.differences)}")
+        if self.cross_attention_new:
+            out.append(f"init.from: {self.cross_attention_new} cross-attention parameter(s) new (kept at init), "
+                       "as in the paper")
         return out
 
 
@@ -212,3 +217,45 @@ def init_embeddings(model: TransformerModel, dictionary: Dictionary, path: str) 
                        "(another tokenization or BPE?)")
     return line
 
+
+
+# -- encoder-decoder ------------------------------------------------------------------------------
+CROSS_ATTENTION = ("encoder_attn.", "layer_norm15.")
+
+
+@torch.no_grad()
+def init_encoder_decoder(model: EncoderDecoder, dictionary: Dictionary, lang2id: dict[str, int],
+                         encoder: str, decoder: str = "", strict: bool = True) -> list[InitReport]:
+    """``init.encoder`` / ``init.decoder``: both sides of a translation model from pretrained models.
+
+    As the paper (Lample & Conneau 2019, section 5.2) and the original's ``build_model`` (its
+    ``reload_model: enc_path,dec_path``), the decoder takes every parameter of a pretrained
+    encoder-only model but the cross-attention (``encoder_attn.i``, ``layer_norm15.i``), which keeps
+    its initialization; ``decoder`` defaults to ``encoder``. A source that is itself an encoder-decoder
+    gives each side its own side. Rows are mapped by word and language as :func:`init_from_model`.
+    Under ``strict``, anything else missing, reshaped or dropped raises :class:`XLMError`.
+    """
+    from xlm.pretrained import load_pretrained
+
+    reports = []
+    loaded: dict[str, object] = {}
+    for side, path in (("encoder", encoder), ("decoder", decoder or encoder)):
+        if not path:
+            continue
+        if not Path(path).exists():
+            raise XLMError(f"init.{side}: {path}: no such file or folder")
+        src = loaded.get(path) or load_pretrained(path)
+        loaded[path] = src
+        source = getattr(src.model, side) if isinstance(src.model, EncoderDecoder) else src.model
+        report = init_from_model(getattr(model, side), dictionary, lang2id, source, src.dictionary, src.lang2id,
+                                 strict=False, name=f"{path} ({side})")
+        if side == "decoder" and not isinstance(source, TransformerDecoder):
+            cross = [k for k in report.new if k.startswith(CROSS_ATTENTION)]
+            report.new = [k for k in report.new if k not in cross]
+            report.cross_attention_new = len(cross)
+        if strict and (report.differences or report.new or report.reshaped or report.dropped):
+            what = (report.differences or report.new or report.reshaped or report.dropped)[0]
+            raise XLMError(f"init.{side} {path}: {what!r} differs, is missing or extra; set init.strict: false "
+                           "to load what matches")
+        reports.append(report)
+    return reports

@@ -28,6 +28,7 @@ from xlm.config import ModelConfig
 from xlm.data.dictionary import N_SPECIAL, Dictionary
 from xlm.errors import XLMError, warn
 from xlm.model import interop
+from xlm.model.decoder import EncoderDecoder
 from xlm.model.transformer import TransformerModel
 from xlm.serialization import atomic_save, safe_load
 
@@ -49,7 +50,7 @@ class Pretrained:
 
     def __init__(
         self,
-        model: TransformerModel,
+        model: TransformerModel | EncoderDecoder,
         dictionary: Dictionary | None,
         lang2id: dict[str, int],
         causal: bool = False,
@@ -234,8 +235,17 @@ def _from_ours(ckpt: dict, path: Path, causal: bool | None) -> Pretrained:
     except TypeError as e:
         raise XLMError(f"{path}: model_config: {e}") from None
     lang2id = dict(ckpt["lang2id"])
-    model = TransformerModel(cfg, int(ckpt["n_words"]), max(1, len(lang2id)))
-    interop.load_state_into(model, interop.strip_ddp_prefix(ckpt["model"]), str(path))
+    model_class = TransformerModel if cfg.encoder_only else EncoderDecoder
+    model = model_class(cfg, int(ckpt["n_words"]), max(1, len(lang2id)))
+    state = interop.strip_ddp_prefix(ckpt["model"])
+    if isinstance(model, EncoderDecoder):  # keys "encoder.*" and "decoder.*": each side on its own
+        for side in ("encoder", "decoder"):
+            part = {k[len(side) + 1:]: v for k, v in state.items() if k.startswith(side + ".")}
+            interop.load_state_into(getattr(model, side), part, f"{path} ({side})")
+        if any(not k.startswith(("encoder.", "decoder.")) for k in state):
+            raise XLMError(f"{path}: unexpected parameter outside encoder.* and decoder.*")
+    else:
+        interop.load_state_into(model, state, str(path))
     d = ckpt["dictionary"]
     counts = dict(zip(d["words"], d.get("counts") or []))
     if d.get("layout", "xlm") == "xlmr":
@@ -274,6 +284,8 @@ def _settings_of_ours(ckpt: dict) -> dict | None:
 
 
 def _from_original(ckpt: dict, path: Path, causal: bool | None) -> Pretrained:
+    if isinstance(ckpt.get("encoder"), dict) and isinstance(ckpt.get("decoder"), dict):
+        return _from_original_mt(ckpt, path)
     state = ckpt.get("model", ckpt.get("encoder"))
     if not isinstance(state, dict):
         raise XLMError(f"{path}: 'model' is not a state dict")
@@ -294,6 +306,27 @@ def _from_original(ckpt: dict, path: Path, causal: bool | None) -> Pretrained:
         causal = bool(clm) and not mlm
     # an original checkpoint records neither its codes nor how its text was tokenized
     return Pretrained(model, dico, lang2id, bool(causal), None, None, None, "original", None, str(path))
+
+
+def _from_original_mt(ckpt: dict, path: Path) -> Pretrained:
+    """An original translation checkpoint: ``encoder`` and ``decoder`` state dicts (``train.py`` with
+    ``--encoder_only false``), loaded into an :class:`EncoderDecoder` under the same names."""
+    params = ckpt["params"]
+    if not isinstance(params, dict):
+        raise XLMError(f"{path}: 'params' is not a mapping")
+    enc_state = interop.strip_ddp_prefix(ckpt["encoder"])
+    dec_state = interop.strip_ddp_prefix(ckpt["decoder"])
+    try:
+        cfg, n_words, n_langs = interop.model_config_from_original(params, enc_state)
+        cfg = dataclasses.replace(cfg, encoder_only=False)
+        lang2id = interop.lang2id_from_original(params)
+        model = EncoderDecoder(cfg, n_words, max(n_langs, len(lang2id), 1))
+        interop.load_state_into(model.encoder, enc_state, f"{path} (encoder)")
+        interop.load_state_into(model.decoder, dec_state, f"{path} (decoder)")
+        dico = interop.dictionary_from_original(ckpt, n_words)
+    except XLMError as e:
+        raise XLMError(f"{path}: {e}" if not str(e).startswith(str(path)) else str(e)) from None
+    return Pretrained(model, dico, lang2id, False, None, None, None, "original", None, str(path))
 
 
 # -- saving -------------------------------------------------------------------------------------
@@ -332,9 +365,14 @@ def save_pretrained(p: Pretrained, path: str | os.PathLike, format: Format = "xl
         if model.cfg.pre_norm:
             raise XLMError("model.pre_norm: the original XLM is post-norm only; cannot export a pre-norm model")
         d = p.dictionary
+        if isinstance(model, EncoderDecoder):  # the original's MT layout: two state dicts
+            weights = {"encoder": {k: v.detach().cpu() for k, v in model.encoder.state_dict().items()},
+                       "decoder": {k: v.detach().cpu() for k, v in model.decoder.state_dict().items()}}
+        else:
+            weights = {"model": state}
         atomic_save(  # exactly the original's keys: codes and text settings have no place there
             {
-                "model": state,
+                **weights,
                 "params": interop.original_params(model.cfg, model.n_words, p.lang2id, p.causal),
                 "dico_id2word": dict(enumerate(d.id2word)),
                 "dico_word2id": dict(d.word2id),
@@ -347,6 +385,8 @@ def save_pretrained(p: Pretrained, path: str | os.PathLike, format: Format = "xl
             path,
         )
     elif format == "hf":
+        if isinstance(model, EncoderDecoder):
+            raise XLMError("format hf: Hugging Face's XLM classes have no encoder-decoder; save as xlm or original")
         from xlm.hf_folder import save_hf
 
         save_hf(p, path, state)

@@ -142,7 +142,7 @@ def original_params(cfg: ModelConfig, n_words: int, lang2id: dict[str, int], cau
         "share_inout_emb": cfg.share_inout_emb,
         "use_lang_emb": cfg.use_lang_emb,
         "asm": False,
-        "encoder_only": True,
+        "encoder_only": cfg.encoder_only,
         "n_words": n_words,
         "n_langs": max(1, len(lang2id)),
         "langs": langs,
