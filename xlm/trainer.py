@@ -67,7 +67,7 @@ from xlm.initialize import init_embeddings, init_from
 from xlm.io import atomic_write_text
 from xlm.logging import RunLogger, format_eval_lines, format_train_line
 from xlm.model.transformer import TransformerModel
-from xlm.objectives import Batch, Masker, Task, TaskDrawer, make_batch, parse_tasks
+from xlm.objectives import Batch, Masker, Task, TaskDrawer, make_batch, parse_tasks, prepare
 from xlm.optim import LRScheduler, build_optimizer, clip_grad_norm
 from xlm.precision import RoundingMasker, make_scaler
 from xlm.precision import autocast as precision_autocast
@@ -104,7 +104,7 @@ class LossModule(nn.Module):
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         if len(args) == 1 and not kwargs and isinstance(args[0], Batch):
             b = args[0]
-            h = self.module(b.x, lengths=b.lengths, langs=b.langs, positions=b.positions, causal=b.causal)
+            h = self.module(b.x, **b.inputs())
             scores = self.module.predict(h[b.pred_mask])
             return F.cross_entropy(scores.float(), b.targets, reduction="sum")
         return self.module(*args, **kwargs)
@@ -232,6 +232,7 @@ class Trainer:
         runnable = [p for p in plan if counts[f"n{p[0]}"] > 0]
         xent = defaultdict(float)
         for i, (j, _task, weight, batch) in enumerate(runnable):
+            batch = prepare(self.eval_model, batch)  # objectives' model step without gradients (BTMLM generation)
             with no_grad_sync(self.wrapped, sync=i == len(runnable) - 1):
                 with self.autocast():
                     value = self.train_model(batch)
