@@ -87,7 +87,7 @@ def test_lambda_schedules_stage_camlm_then_btmlm():
 @pytest.mark.parametrize("key, entry, message", [
     ("camlm", "en", "is not a pair 'l1-l2'"),
     ("btmlm", "en-fr", "is not a pair 'l1>l2'"),
-    ("mlm", "en>fr", "is not a language or a pair 'l1-l2'"),
+    ("mlm", "en>fr", "is neither a language nor a pair 'l1-l2'"),
     ("btmlm", "en>en", "pairs a language with itself"),
     ("btmlm", "en>de", "language 'de'"),
 ])

@@ -233,12 +233,12 @@ class Config:
 
         for obj, spec in OBJECTIVES.items():
             sep = spec.separator
-            form = f"a pair 'l1{sep}l2'" if spec.entries == "pair" else f"a language or a pair 'l1{sep}l2'"
+            form = f"not a pair 'l1{sep}l2'" if spec.entries == "pair" else f"neither a language nor a pair 'l1{sep}l2'"
             for step in getattr(self.objectives, obj):
                 parts = step.split(sep)
                 if len(parts) > 2 or not all(parts) or (spec.entries == "pair" and len(parts) != 2) \
                         or any(c in p for p in parts for c in "->"):
-                    raise XLMError(f"objectives.{obj}: {step!r} is not {form}")
+                    raise XLMError(f"objectives.{obj}: {step!r} is {form}")
                 if len(parts) == 2 and parts[0] == parts[1]:
                     raise XLMError(f"objectives.{obj}: {step!r} pairs a language with itself")
                 for lang in parts:
