@@ -14,11 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xlm.config import ObjectivesConfig, parse_schedule
 from xlm.data.sampling import sampling_probs
+
+if TYPE_CHECKING:
+    from xlm.objectives.registry import Objective
 
 MAX_TASKS_PER_DRAW = 5  # the original's min(5, len(steps)) per objective and data kind
 
@@ -37,7 +41,8 @@ class Task:
         return self.lang2 is not None
 
     @property
-    def spec(self):  # -> Objective (imported late: the registry imports the objective modules)
+    def spec(self) -> Objective:
+        """The task's registry entry (imported late: the registry imports the objective modules)."""
         from xlm.objectives.registry import OBJECTIVES
 
         return OBJECTIVES[self.objective]
