@@ -138,10 +138,6 @@ class ObjectivesConfig:
             if len(steps) != len(set(steps)):
                 raise XLMError(f"{prefix}.{name}: duplicate entries in {steps}")
 
-    def entries(self) -> dict[str, list[str]]:
-        """``{objective: its config entries}`` for every objective key (xlm.objectives.registry)."""
-        return {name: list(getattr(self, name)) for name in OBJECTIVE_KEYS}
-
 
 @dataclass
 class OptimConfig:
