@@ -66,7 +66,8 @@ def test_print_config_prints_every_key_resolved(data, tmp_path):
     assert proc.returncode == 0, proc.stderr
     printed = yaml.safe_load(proc.stdout)
     assert printed == to_dict(load_config(path, ["train.max_steps=7"]))
-    assert printed["train"]["max_steps"] == 7 and printed["init"] == {"from": "", "strict": True, "emb": "", "encoder": "", "decoder": ""}
+    assert printed["train"]["max_steps"] == 7
+    assert printed["init"] == {"from": "", "strict": True, "emb": "", "encoder": "", "decoder": ""}
     assert not (tmp_path / "run").exists()
 
 

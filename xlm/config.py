@@ -105,18 +105,31 @@ class DataConfig:
             raise XLMError(f"{prefix}.max_len/min_count: must be >= 0")
 
 
+# The objectives' config keys, in registry order (xlm.objectives.registry.OBJECTIVES checks it matches).
+OBJECTIVE_KEYS = ("clm", "mlm", "camlm", "btmlm")
+
+
 @dataclass
 class ObjectivesConfig:
     """Which objectives run on which languages, as the original's ``--mlm_steps``/``--clm_steps``.
 
-    ``mlm: [en, fr, en-fr]`` is MLM on English and French streams plus TLM on en-fr pairs.
+    ``mlm: [en, fr, en-fr]`` is MLM on English and French streams plus TLM on en-fr pairs;
+    ``camlm: [en-fr]`` ERNIE-M's cross-attention MLM on pairs; ``btmlm: [en>fr]`` its
+    back-translation MLM on English sentences with French pseudo tokens (xlm.objectives.registry
+    lists the objectives; each has a task list ``<name>`` and a weight ``lambda_<name>``).
     Lambdas are a constant (``"1"``) or a piecewise-linear schedule ``"step0:v0,step1:v1,..."``.
     """
 
     mlm: list[str] = field(default_factory=list)
     clm: list[str] = field(default_factory=list)
+    camlm: list[str] = field(default_factory=list)
+    btmlm: list[str] = field(default_factory=list)
     lambda_mlm: str = "1"
     lambda_clm: str = "1"
+    lambda_camlm: str = "1"
+    lambda_btmlm: str = "1"
+    btmlm_k: int = 0  # pseudo tokens per sentence; 0: as many as the sentence has (xlm.objectives.btmlm)
+    btmlm_generation: Literal["argmax", "sample"] = "argmax"
     word_pred: float = 0.15
     sample_alpha: float = 0.0
     word_mask_keep_rand: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
@@ -133,12 +146,14 @@ class ObjectivesConfig:
         p = self.word_mask_keep_rand
         if len(p) != 3 or any(not 0 <= x <= 1 for x in p) or abs(sum(p) - 1) > 1e-6:
             raise XLMError(f"{prefix}.word_mask_keep_rand: three probabilities in [0, 1] summing to 1, got {p}")
-        for name in ("lambda_mlm", "lambda_clm"):
+        if self.btmlm_k < 0:
+            raise XLMError(f"{prefix}.btmlm_k: must be >= 0 (0: as many pseudo tokens as the sentence), "
+                           f"got {self.btmlm_k}")
+        for name in OBJECTIVE_KEYS:
             try:
-                parse_schedule(getattr(self, name))
+                parse_schedule(getattr(self, f"lambda_{name}"))
             except ValueError as e:
-                raise XLMError(f"{prefix}.{name}: {e}") from None
-        for name in ("mlm", "clm"):
+                raise XLMError(f"{prefix}.lambda_{name}: {e}") from None
             steps = getattr(self, name)
             if len(steps) != len(set(steps)):
                 raise XLMError(f"{prefix}.{name}: duplicate entries in {steps}")
@@ -241,18 +256,31 @@ class Config:
             if hasattr(section, "validate"):
                 section.validate(f.name)
         langs = set(self.data.langs)
-        for obj in ("mlm", "clm"):
+        from xlm.objectives.registry import OBJECTIVES  # (the registry imports this module)
+
+        for obj, spec in OBJECTIVES.items():
+            sep = spec.separator
+            form = f"not a pair 'l1{sep}l2'" if spec.entries == "pair" else f"neither a language nor a pair 'l1{sep}l2'"
             for step in getattr(self.objectives, obj):
-                parts = step.split("-")
-                if len(parts) > 2 or not all(parts):
-                    raise XLMError(f"objectives.{obj}: {step!r} is neither a language nor a pair 'l1-l2'")
+                parts = step.split(sep)
+                if len(parts) > 2 or not all(parts) or (spec.entries == "pair" and len(parts) != 2) \
+                        or any(c in p for p in parts for c in "->"):
+                    raise XLMError(f"objectives.{obj}: {step!r} is {form}")
                 if len(parts) == 2 and parts[0] == parts[1]:
                     raise XLMError(f"objectives.{obj}: {step!r} pairs a language with itself")
                 for lang in parts:
                     if lang not in langs:
                         raise XLMError(f"objectives.{obj}: language {lang!r} (in {step!r}) is not in "
                                        f"data.langs {self.data.langs}")
+            if getattr(self.objectives, obj) and self.train.eval_protocol == "original" \
+                    and not spec.original_protocol:
+                raise XLMError(f"objectives.{obj}: train.eval_protocol 'original' evaluates only the original's "
+                               "objectives (mlm, clm); use train.eval_protocol: xlm")
         usable = self.model.max_positions - self.model.position_offset
+        if self.objectives.btmlm_k > usable - 2 and self.objectives.btmlm:
+            offset = f" - model.position_offset ({self.model.position_offset})" if self.model.position_offset else ""
+            raise XLMError(f"objectives.btmlm_k: {self.objectives.btmlm_k} pseudo tokens exceed model.max_positions "
+                           f"({self.model.max_positions}) - 2{offset}")
         if usable < self.data.bptt and (self.objectives.mlm or self.objectives.clm):
             raise XLMError(f"data.bptt: {self.data.bptt} exceeds model.max_positions ({self.model.max_positions})"
                            + (f" less model.position_offset ({self.model.position_offset})"

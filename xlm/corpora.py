@@ -32,6 +32,7 @@ from xlm.data.datasets import (
     ParallelDataset,
     ParallelSampler,
     RawBatch,
+    SentenceDataset,
     StreamDataset,
     StreamSampler,
     mono_prefix,
@@ -44,19 +45,22 @@ from xlm.distributed import DistInfo
 from xlm.errors import XLMError
 from xlm.objectives import Task
 
+Dataset = StreamDataset | ParallelDataset | SentenceDataset
 _SCAN_CHUNK = 1 << 22  # tokens read at a time when looking for a predictable token (stops at the first)
 
 
 class TaskSource:
     """Training batches of one task: a dataset read in the order of its sampler."""
 
-    def __init__(self, dataset: StreamDataset | ParallelDataset, sampler: StreamSampler | ParallelSampler):
+    def __init__(self, dataset: Dataset, sampler: StreamSampler | ParallelSampler):
         self.dataset, self.sampler = dataset, sampler
 
     def next(self) -> RawBatch:
         idx = next(self.sampler)
         if isinstance(self.dataset, StreamDataset):
             return self.dataset.windows(idx)
+        if isinstance(self.dataset, SentenceDataset):
+            return self.dataset.sentences(idx)
         return self.dataset.pairs(idx)
 
 
@@ -67,7 +71,7 @@ class TrainingData:
     bpe_codes: str | None
     sources: dict[Task, TaskSource]
     sizes: dict[Task, int]
-    eval_sets: dict[tuple[str, Task], StreamDataset | ParallelDataset] = field(default_factory=dict)
+    eval_sets: dict[tuple[str, Task], Dataset] = field(default_factory=dict)
     skipped_evals: dict[tuple[str, Task], str] = field(default_factory=dict)  # (split, task) -> why
     fingerprint: str = ""  # vocabulary + the size of every corpus read: "same data" for run-folder checks
     text_settings: dict[str, Any] | None = None  # how raw text was prepared (xlm.data.provenance); None: unknown
@@ -120,10 +124,14 @@ def load_data(cfg: Config, tasks: list[Task], dist: DistInfo, warn: Callable[[st
             opened[prefix] = open_corpus(prefix, len(full), full.fingerprint())
         return opened[prefix]
 
-    def dataset(split: str, task: Task, max_sentences: int, max_len: int) -> StreamDataset | ParallelDataset:
-        if not task.is_pair:
+    def dataset(split: str, task: Task, max_sentences: int, max_len: int) -> Dataset:
+        kind = task.data  # declared by the task's objective (xlm.objectives.registry)
+        if kind == "stream":
             return StreamDataset(corpus(mono_prefix(root, split, task.lang1)), d.bptt, n_words,
                                  lang2id[task.lang1], max_sentences)
+        if kind == "sentences":
+            return SentenceDataset(corpus(mono_prefix(root, split, task.lang1)), n_words, lang2id[task.lang1],
+                                   lang2id[task.lang2] if task.lang2 else None, max_len, max_sentences)
         c1 = corpus(para_prefix(root, split, task.lang1, task.lang2, task.lang1))
         c2 = corpus(para_prefix(root, split, task.lang1, task.lang2, task.lang2))
         return ParallelDataset(c1, c2, n_words, lang2id[task.lang1], lang2id[task.lang2], max_len, max_sentences)
@@ -157,8 +165,16 @@ def load_data(cfg: Config, tasks: list[Task], dist: DistInfo, warn: Callable[[st
                         _fingerprint(full.fingerprint(), opened), text_settings)
 
 
-def _unusable(ds: StreamDataset | ParallelDataset, task: Task, cfg: Config, n_words: int) -> str:
+def _unusable(ds: Dataset, task: Task, cfg: Config, n_words: int) -> str:
     """Why ``ds`` gives nothing to predict for ``task`` (``"FILE: reason"``), or ``""`` when it is usable."""
+    if isinstance(ds, SentenceDataset):
+        where = bin_path(ds.data.prefix)
+        if len(ds) == 0:
+            return f"{where}: no usable sentence" + (f" ({ds.n_dropped} empty or over data.max_len {ds.max_len})"
+                                                     if ds.n_dropped else " (0 sentences)")
+        if not has_predictable_token(ds.data, n_words, int(ds.indices[-1]) + 1):
+            return f"{where}: no token to predict (every token is special, <unk>, or beyond data.max_vocab)"
+        return ""
     if isinstance(ds, StreamDataset):
         where = bin_path(ds.data.prefix)
         if ds.n_sentences == 0:

@@ -18,16 +18,22 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from xlm.data.datasets import ParallelDataset, StreamDataset
 from xlm.data.sampling import TAG_EVAL, name_key, rng
 from xlm.distributed import all_reduce_sums
-from xlm.objectives import Masker, Task, make_batch, score
+from xlm.objectives import OBJECTIVES, Masker, Task, make_batch, prepare, score
 
 SPLITS = ("valid", "test")
+
+
+def averaged_objectives() -> list[str]:
+    """Objectives whose one-language tasks are averaged (``valid_mlm_ppl``), in report order."""
+    return [o for o in ("mlm", "clm") if OBJECTIVES[o].averaged] + sorted(
+        o for o, spec in OBJECTIVES.items() if spec.averaged and o not in ("mlm", "clm"))
 
 
 def metric_names(tasks: list[Task], splits: tuple[str, ...] = SPLITS) -> list[str]:
@@ -36,7 +42,7 @@ def metric_names(tasks: list[Task], splits: tuple[str, ...] = SPLITS) -> list[st
     for split in splits:
         for task in tasks:
             names += [task.metric(split, "ppl"), task.metric(split, "acc")]
-        for objective in ("mlm", "clm"):
+        for objective in averaged_objectives():
             if any(t.objective == objective and not t.is_pair for t in tasks):
                 names += [f"{split}_{objective}_ppl", f"{split}_{objective}_acc"]
     return names
@@ -45,7 +51,7 @@ def metric_names(tasks: list[Task], splits: tuple[str, ...] = SPLITS) -> list[st
 @dataclass
 class Evaluator:
     tasks: list[Task]
-    datasets: dict[tuple[str, Task], StreamDataset | ParallelDataset]  # (split, task) -> data
+    datasets: dict[tuple[str, Task], Any]  # (split, task) -> a dataset with eval_batches()
     masker: Masker
     batch_size: int
     seed: int
@@ -80,7 +86,7 @@ class Evaluator:
                     if batch.n_pred == 0:
                         continue
                     with autocast():
-                        s, k, c = score(model, batch)
+                        s, k, c = score(model, prepare(model, batch))
                     xent, n, correct = xent + s, n + k, correct + c
                 key = f"{split}|{task.name}"
                 sums.update({f"{key}|xent": xent, f"{key}|n": n, f"{key}|correct": correct})
@@ -92,7 +98,7 @@ class Evaluator:
     def _metrics(self, sums: dict[str, float]) -> dict[str, float]:
         out: dict[str, float] = {}
         for split in SPLITS:
-            per_objective: dict[str, list[tuple[float, float]]] = {"mlm": [], "clm": []}
+            per_objective: dict[str, list[tuple[float, float]]] = {o: [] for o in averaged_objectives()}
             for task in self.tasks:
                 key = f"{split}|{task.name}"
                 if f"{key}|n" not in sums:
@@ -102,7 +108,7 @@ class Evaluator:
                 acc = 100.0 * sums[f"{key}|correct"] / n if n else 0.0
                 out[task.metric(split, "ppl")] = ppl
                 out[task.metric(split, "acc")] = acc
-                if not task.is_pair:
+                if not task.is_pair and task.objective in per_objective:
                     per_objective[task.objective].append((ppl, acc))
             for objective, values in per_objective.items():
                 if values:

@@ -6,6 +6,8 @@
   token is in exactly one window (the original drops the last token of each stream).
 - :class:`ParallelDataset`: aligned sentence pairs laid out ``[</s> s1 </s>][</s> s2 </s>]`` with
   positions restarting at 0 for the second sentence and each half carrying its language id.
+- :class:`SentenceDataset`: single sentences ``</s> s </s>`` of one language (boundaries from the
+  ``.idx`` offsets), for objectives that work sentence by sentence (BTMLM).
 
 Both only touch the pages of the ``.bin`` files they read; per-sentence lengths are the only
 per-example arrays held in RAM. Samplers (:class:`StreamSampler`, :class:`ParallelSampler`) decide
@@ -36,6 +38,7 @@ class RawBatch:
     lengths: np.ndarray  # int64 (bs,)
     langs: np.ndarray | int  # int64 (bs, slen), or one language id for every token
     positions: np.ndarray | None = None  # int64 (bs, slen); None = 0..slen-1
+    lang2: int | None = None  # the language a sentence batch is to be translated into (BTMLM), else None
 
     @property
     def n_tokens(self) -> int:
@@ -158,6 +161,52 @@ class ParallelDataset:
         order = np.argsort(self.lengths, kind="stable")
         for s in range(0, len(order), batch_size):
             yield self.pairs(order[s : s + batch_size])
+
+
+# -- sentences ------------------------------------------------------------------------------------
+class SentenceDataset:
+    """Single sentences of one language, each row ``</s> s </s>`` (right padding), language ``lang_id``.
+
+    ``lang2_id`` is carried into every batch (``RawBatch.lang2``): the language BTMLM generates into.
+    Empty sentences and (``max_len > 0``) sentences over ``max_len`` tokens are not used.
+    """
+
+    def __init__(self, data: IndexedDataset, n_words: int, lang_id: int, lang2_id: int | None = None,
+                 max_len: int = 0, max_sentences: int = -1):
+        self.data, self.n_words = data, n_words
+        self.lang_id, self.lang2_id = lang_id, lang2_id
+        self.max_len = max_len
+        n = len(data) if max_sentences < 0 else min(max_sentences, len(data))
+        sizes = data.sizes[:n]
+        keep = sizes > 0
+        if max_len > 0:
+            keep &= sizes <= max_len
+        self.indices = np.flatnonzero(keep).astype(np.int64)
+        self.n_dropped = n - len(self.indices)
+        self.lengths = (sizes[self.indices] + 2).astype(np.int64)  # tokens per row
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def sentences(self, rows: np.ndarray) -> RawBatch:
+        """Batch of usable sentences ``rows`` (positions into :attr:`indices`)."""
+        ids = self.indices[np.asarray(rows, dtype=np.int64)]
+        start = self.data.offsets[ids]
+        lengths = (self.data.offsets[ids + 1] - start + 1).astype(np.int64)  # </s> s </s>
+        col = np.arange(int(lengths.max()))[None, :]
+        valid = col < lengths[:, None]
+        src = start[:, None] - 1 + col  # offset-1 is the previous sentence's </s> (none before sentence 0)
+        x = self.data.tokens[np.clip(np.where(valid, src, 0), 0, None)].astype(np.int64)
+        x[valid & (src < 0)] = EOS_INDEX
+        x[~valid] = PAD_INDEX
+        x = _clip_vocab(x, self.n_words, self.data.vocab_size)
+        return RawBatch(x, lengths, self.lang_id, None, self.lang2_id)
+
+    def eval_batches(self, batch_size: int) -> Iterator[RawBatch]:
+        """In length order (less padding); batch composition does not depend on anything random."""
+        order = np.argsort(self.lengths, kind="stable")
+        for s in range(0, len(order), batch_size):
+            yield self.sentences(order[s : s + batch_size])
 
 
 # -- samplers -------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ TAG_OBJECTIVES = 2
 TAG_MASK = 3
 TAG_DROPOUT = 4
 TAG_EVAL = 5
+TAG_BTMLM = 6  # BTMLM's step-1 sampling (xlm.objectives.btmlm)
 
 
 def name_key(name: str) -> int:

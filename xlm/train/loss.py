@@ -37,9 +37,10 @@ class LossModule(nn.Module):
         host (None: the model finds out, with a sync). Same values either way. ``segments`` ``(bs, slen)``:
         packed rows' example ids (:mod:`xlm.data.packing`): attention stays within an example.
         """
-        mask = None if segments is None else segment_attention_mask(segments)
-        h = self.module(b.x, lengths=b.lengths, langs=b.langs, positions=b.positions, causal=b.causal, padded=padded,
-                        attn_mask=mask)
+        inputs = b.inputs()  # the objective's own attention mask (CAMLM, BTMLM) included
+        if segments is not None:  # packed rows (MLM/TLM only, never with an objective's own mask)
+            inputs["attn_mask"] = segment_attention_mask(segments)
+        h = self.module(b.x, padded=padded, **inputs)
         h = h[b.pred_mask] if pred_index is None else h.reshape(-1, h.shape[-1]).index_select(0, pred_index)
         scores = self.module.predict(h)
         return F.cross_entropy(scores.float(), b.targets, reduction="sum")
@@ -53,7 +54,7 @@ def mark_dynamic(batch: Batch, pred_index: torch.Tensor, segments: torch.Tensor 
     the short last batch of an epoch, masking), so it compiles one graph for all of them instead of one
     per shape. Left as is: whether rows are padded, causality, the language tensor's rank (a few graphs)."""
     b = batch
-    for t in (b.x, b.lengths, b.langs, b.positions, b.pred_mask, b.targets, pred_index, segments):
+    for t in (b.x, b.lengths, b.langs, b.positions, b.pred_mask, b.targets, b.attn_mask, pred_index, segments):
         if isinstance(t, torch.Tensor):
             for dim in range(t.dim()):
                 torch._dynamo.maybe_mark_dynamic(t, dim)

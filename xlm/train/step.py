@@ -34,7 +34,7 @@ from torch import Tensor
 from xlm.data.sampling import TAG_DROPOUT, torch_seed
 from xlm.distributed import all_reduce_sums, no_grad_sync
 from xlm.errors import XLMError
-from xlm.objectives import Task
+from xlm.objectives import Task, prepare
 from xlm.train.loss import mark_dynamic
 
 
@@ -76,6 +76,7 @@ class StepMixin:
         xent = torch.zeros(k, dtype=torch.float64, device=self.device) if runnable else None
         for i, m in enumerate(runnable):
             batch, index, segments = m.to(self.device)
+            batch = prepare(self.eval_model, batch)  # an objective's model step without gradients (BTMLM generation)
             if self.cfg.train.compile:
                 mark_dynamic(batch, index, segments)
             with no_grad_sync(self.wrapped, sync=i == len(runnable) - 1):
