@@ -60,18 +60,22 @@ class Generation:
     placeholders: Tensor  # (bs, slen) bool
     sample: bool
     seed: int  # torch generator seed for sampling (TAG_BTMLM)
+    # the placeholders' row-major flat indices and whether a row is padded, computed on the host, so that
+    # generating needs no host synchronization (boolean indexing would read the count from the device)
+    index: Tensor  # (n_placeholders,) int64
+    padded: bool
 
     def to(self, device: torch.device) -> Generation:
-        return replace(self, x=self.x.to(device, non_blocking=True),
-                       placeholders=self.placeholders.to(device, non_blocking=True))
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        return replace(self, x=move(self.x), placeholders=move(self.placeholders), index=move(self.index))
 
     def run(self, model: nn.Module, batch: Batch) -> Batch:
         """``batch`` with its placeholders replaced by the model's pseudo tokens (call under no_grad)."""
         was_training = model.training
         model.eval()
         try:
-            h = model(self.x, **batch.inputs())
-            logits = model.predict(h[self.placeholders]).float()
+            h = model(self.x, padded=self.padded, **batch.inputs())
+            logits = model.predict(h.reshape(-1, h.shape[-1]).index_select(0, self.index)).float()
         finally:
             model.train(was_training)
         logits[:, :N_SPECIAL] = float("-inf")  # pseudo tokens are real words
@@ -82,7 +86,7 @@ class Generation:
         else:
             tokens = logits.argmax(-1)
         x = batch.x.clone()
-        x[self.placeholders] = tokens.to(x.dtype)
+        x.view(-1).index_copy_(0, self.index, tokens.to(x.dtype))
         return replace(batch, x=x)
 
 
@@ -125,7 +129,7 @@ def btmlm_batch(task: Task, raw: RawBatch, masker: Masker, gen: np.random.Genera
     pred_mask[:, : pred_src.shape[1]] = pred_src
     full = RawBatch(x2, lengths, langs, positions, raw.lang2)
     seed = torch_seed(TAG_BTMLM, int(gen.integers(2**62)))
-    pending = Generation(torch.from_numpy(x1), torch.from_numpy(placeholders),
-                         opts.btmlm_generation == "sample", seed)
+    pending = Generation(torch.from_numpy(x1), torch.from_numpy(placeholders), opts.btmlm_generation == "sample",
+                         seed, torch.from_numpy(np.flatnonzero(placeholders)), bool((lengths < x1.shape[1]).any()))
     return as_batch(task, full, x2, pred_mask, targets, causal=False,
                     attn_mask=cross_attention_mask(second), pending=pending)
