@@ -303,3 +303,19 @@ def test_an_ernie_m_golden_made_by_hand_loads_with_a_new_mlm_head(tmp_path):
     with pytest.raises(XLMError, match="carries no vocabulary"), pytest.warns(UserWarning):
         init_from(TransformerModel(p.model.cfg, 50, 2), Dictionary([f"w{i}" for i in range(36)]), {"en": 0},
                   str(folder), strict=False)
+
+
+@pytest.mark.parametrize("kind", ["model", "classifier"])
+def test_ernie_m_folders_made_by_transformers_4_load_with_its_outputs(kind):
+    """Goldens made once by the real ``ErnieMModel`` / ``ErnieMForSequenceClassification`` of
+    transformers 4.44.2 (scripts/make_ernie_m_golden.py; 5.x no longer has the class)."""
+    folder = ROOT / "tests" / "golden" / "ernie_m" / kind
+    expected = torch.load(folder / "expected.pt")
+    with pytest.warns(UserWarning, match="ships no MLM head"):
+        p = xlm.load_pretrained(folder)
+    ids = expected["ids"]
+    real = ids != p.model.pad_index
+    with torch.no_grad():
+        ours = p.model(ids)
+    diff = (ours[real] - expected["hidden"][real]).abs().max().item()
+    assert diff < 1e-5, diff
