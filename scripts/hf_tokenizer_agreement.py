@@ -241,7 +241,7 @@ def main() -> int:
         if not args.data:  # our tokenizer cannot prepare this language's text here
             args.langs.remove(lang)
             not_measured.append(f"{lang}: our segmenter {segment.DEFAULT[lang]} is not installed "
-                                f"(pip install 'xlm[{lang}]'); the codes were learned without {lang}")
+                                f"(pip install -e '.[{lang}]'); the codes were learned without {lang}")
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or build_data(args.langs, not args.cased, Path(tmp) / "data")
         settings, _ = for_training(data, {}, bpe_vocab=True)

@@ -252,7 +252,7 @@ def test_a_language_without_its_segmenter_stops_before_any_work(tmp_path):
     code = "import sys; sys.modules['pythainlp'] = None; from xlm.cli.preprocess import main; main(sys.argv[1:])"
     proc = subprocess.run([sys.executable, "-c", code, "run", str(config)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 1
-    assert "xlm[th]" in proc.stderr and "segmenters: {th: NAME}" in proc.stderr and "\n" not in proc.stderr.strip()
+    assert "'.[th]'" in proc.stderr and "segmenters: {th: NAME}" in proc.stderr and "\n" not in proc.stderr.strip()
     assert not (tmp_path / "out" / "work").exists()
     with pytest.raises(XLMError, match="segmenters.th: unknown segmenter 'kytea'"):
         write_config(config, tmp_path / "out", inputs, segmenters={"th": "kytea"})

@@ -79,5 +79,5 @@ def test_cli_train_encode_and_missing_package(tmp_path, trained):
     )
     proc = subprocess.run([sys.executable, "-c", blocked], cwd=ROOT, capture_output=True, text=True, input="x\n")
     assert proc.returncode == 1 and proc.stderr == (
-        "error: sentencepiece is not installed: pip install sentencepiece (or pip install 'xlm[spm]')\n"
+        "error: sentencepiece is not installed: pip install sentencepiece (or pip install -e '.[spm]')\n"
     )

@@ -117,7 +117,7 @@ def test_missing_segmenter_stops_with_one_line_naming_the_extra(tmp_path, lang, 
                           input="x\n", capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert proc.returncode == 1
     message = proc.stderr.strip()
-    assert "\n" not in message and f"xlm[{extra}]" in message and "--pre-segmented" in message
+    assert "\n" not in message and f"'.[{extra}]'" in message and "--pre-segmented" in message
     assert (tmp_path / "out").read_text() == "old\n"
     proc = subprocess.run([sys.executable, "-c", code, "tokenize", "--lang", lang, "--pre-segmented", "-", "-"],
                           input="a  b\n", capture_output=True, text=True, cwd=ROOT)  # fmt: skip

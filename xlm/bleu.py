@@ -97,7 +97,7 @@ def multi_bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]], l
 def sacre_bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]], lowercase: bool = False,
                tokenize: str = "13a") -> float:
     """Corpus BLEU (percent) of detokenized text with sacrebleu's standard settings (Post, 2018);
-    ``lowercase`` for models trained on lowercased text. Needs the ``mt`` extra (``pip install xlm[mt]``)."""
+    ``lowercase`` for models trained on lowercased text. Needs the ``mt`` extra (``pip install -e '.[mt]'``)."""
     return sacre_bleu_signed(hypotheses, references, lowercase, tokenize)[0]
 
 
@@ -107,7 +107,7 @@ def sacre_bleu_signed(hypotheses: Sequence[str], references: Sequence[Sequence[s
     try:
         import sacrebleu
     except ImportError:
-        raise XLMError("sacrebleu is not installed: pip install 'xlm[mt]'") from None
+        raise XLMError("sacrebleu is not installed: pip install -e '.[mt]'") from None
     for i, refs in enumerate(references):
         if len(refs) != len(hypotheses):
             raise XLMError(f"reference set {i}: {len(refs)} lines but {len(hypotheses)} hypotheses")

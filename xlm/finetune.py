@@ -31,8 +31,10 @@ def run_task(task: str, cfg: Any) -> dict[str, Any]:
         from xlm.tasks.mining import run_mining
 
         return run_mining(cfg)
+    from xlm.tasks.metrics import check_metric_libraries
     from xlm.tasks.runner import Finetuner
 
+    check_metric_libraries(task)  # not after a whole run's training
     if task == "sentence":
         from xlm.tasks.classification import SentenceTask as cls
     elif task == "tokens":

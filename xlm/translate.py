@@ -40,7 +40,7 @@ def detokenize(p: Pretrained, ids: Sequence[int], lang: str) -> str:
     try:
         from sacremoses import MosesDetokenizer
     except ImportError:
-        raise XLMError("detokenizing needs sacremoses: pip install 'xlm[mt]'") from None
+        raise XLMError("detokenizing needs sacremoses: pip install -e '.[mt]'") from None
     return MosesDetokenizer(lang=lang).detokenize(text.split())
 
 

@@ -32,7 +32,7 @@ def require_sentencepiece() -> Any:
         import sentencepiece
     except ImportError:
         raise XLMError(
-            "sentencepiece is not installed: pip install sentencepiece (or pip install 'xlm[spm]')"
+            "sentencepiece is not installed: pip install sentencepiece (or pip install -e '.[spm]')"
         ) from None
     return sentencepiece
 

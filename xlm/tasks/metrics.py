@@ -27,13 +27,22 @@ import numpy as np
 
 from xlm.errors import XLMError
 
+# the metric libraries each task type's evaluation needs: checked before training (finetune.run_task)
+NEEDS = {"sentence": ("sklearn",), "tokens": ("seqeval",)}
+
+
+def check_metric_libraries(task: str) -> None:
+    """Raise :class:`XLMError` before a run when its evaluation would need a missing library."""
+    for module in NEEDS.get(task, ()):
+        _need(module)
+
 
 def _need(module: str) -> None:
     """The metric libraries are the ``tasks`` extra; say so instead of a bare ImportError."""
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise XLMError(f"this metric needs the {module} package: pip install 'xlm[tasks]' (seqeval, scikit-learn, "
+        raise XLMError(f"this metric needs the {module} package: pip install -e '.[tasks]' (seqeval, scikit-learn, "
                        f"scipy)")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xlm.data.datasets import StreamDataset
+from xlm.data.datasets import SentenceDataset, StreamDataset
 from xlm.distributed import (
     all_reduce_max,
     memory_bytes,
@@ -60,6 +60,8 @@ class ReportingMixin:
             ds = src.dataset
             if isinstance(ds, StreamDataset):
                 what = f"{len(ds)} windows of {ds.bptt} tokens from {ds.n_sentences} sentences"
+            elif isinstance(ds, SentenceDataset):
+                what = f"{len(ds)} sentences ({ds.n_dropped} skipped: empty or over {ds.max_len} tokens)"
             else:
                 what = f"{len(ds)} pairs ({ds.n_dropped} skipped: empty or a side over {ds.max_len} tokens)"
             self.log.info(f"task {task.name}: {what}")

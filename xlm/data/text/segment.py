@@ -7,9 +7,9 @@ Japanese through KyTea. We use maintained libraries installable from PyPI, each 
 ========  ===========  ============================  ==================================================
 language  segmenter    extra                         what it is
 ========  ===========  ============================  ==================================================
-th        pythainlp    ``pip install 'xlm[th]'``     PyThaiNLP ``word_tokenize``, engine newmm (as the original)
-zh        jieba        ``pip install 'xlm[zh]'``     jieba ``lcut`` (accurate mode, HMM for unknown words)
-ja        fugashi      ``pip install 'xlm[ja]'``     MeCab through fugashi, with the UniDic-lite dictionary
+th        pythainlp    ``pip install -e '.[th]'``     PyThaiNLP ``word_tokenize``, engine newmm (as the original)
+zh        jieba        ``pip install -e '.[zh]'``     jieba ``lcut`` (accurate mode, HMM for unknown words)
+ja        fugashi      ``pip install -e '.[ja]'``     MeCab through fugashi, with the UniDic-lite dictionary
 ========  ===========  ============================  ==================================================
 
 ``cjk-chars`` (no library) makes every CJK ideograph a token and leaves the rest to Moses, as
@@ -49,7 +49,7 @@ def check(name: str, lang: str) -> None:
     if name in LIBRARIES and missing(name):
         extra = LIBRARIES[name][1]
         raise XLMError(
-            f"--lang {lang}: segmenter {name} is not installed: pip install 'xlm[{extra}]' "
+            f"--lang {lang}: segmenter {name} is not installed: pip install -e '.[{extra}]' "
             f"(or {' '.join(LIBRARIES[name][2])}), or pass --pre-segmented / another --segmenter"
         )
 
@@ -60,7 +60,7 @@ def no_segmenter_error(lang: str) -> XLMError:
     fallback = f", --segmenter {CJK_CHARS} (one token per ideograph)" if lang in ("zh", "ja") else ""
     return XLMError(
         f"--lang {lang}: {LANGUAGE_NAMES[lang]} is written without spaces and needs a word segmenter: "
-        f"pip install 'xlm[{LIBRARIES[name][1]}]' ({name}), or pass --pre-segmented (text already segmented)"
+        f"pip install -e '.[{LIBRARIES[name][1]}]' ({name}), or pass --pre-segmented (text already segmented)"
         f"{fallback} or --segmenter {MOSES} (Moses rules anyway)"
     )
 
