@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xlm.config import ModelConfig  # noqa: E402
 from xlm.data.dictionary import EOS_INDEX, N_SPECIAL, PAD_INDEX, Dictionary  # noqa: E402
 from xlm.model.decoder import EncoderDecoder  # noqa: E402
+from xlm.mt_steps import translation_loss  # noqa: E402
 from xlm.pretrained import Pretrained, save_pretrained  # noqa: E402
 
 LETTERS = list("abcdefghij")
@@ -58,9 +58,7 @@ def _train(steps: int, seed: int) -> EncoderDecoder:
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     for _ in range(steps):
         src, src_len, tgt, tgt_len = pairs(64, g)
-        h = model(src, src_len, 0, tgt[:, :-1], tgt_len - 1, 1)
-        real = torch.arange(tgt.shape[1] - 1)[None] < (tgt_len - 1)[:, None]
-        loss = F.cross_entropy(model.decoder.predict(h[real]), tgt[:, 1:][real])
+        loss = translation_loss(model, src, src_len, 0, tgt, tgt_len, 1).loss
         opt.zero_grad()
         loss.backward()
         opt.step()

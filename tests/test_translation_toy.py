@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from xlm.config import ModelConfig
 from xlm.generation import translate_ids
 from xlm.model.decoder import EncoderDecoder
+from xlm.mt_steps import translation_loss
 
 EOS, PAD, FIRST, N_SYMBOLS = 1, 2, 4, 10  # symbols are ids 4..13
 STEPS = 200
@@ -42,9 +42,7 @@ def _reverse_task() -> None:
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     for _ in range(STEPS):
         src, src_len, tgt, tgt_len = batch(64, g)
-        h = model(src, src_len, 0, tgt[:, :-1], tgt_len - 1, 1)
-        real = torch.arange(tgt.shape[1] - 1)[None] < (tgt_len - 1)[:, None]
-        loss = F.cross_entropy(model.decoder.predict(h[real]), tgt[:, 1:][real])
+        loss = translation_loss(model, src, src_len, 0, tgt, tgt_len, 1).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
