@@ -57,7 +57,6 @@ class Generation:
     """Step 1 of a BTMLM batch: fill ``placeholders`` of ``x`` (the unmasked sentence) with predictions."""
 
     x: Tensor  # (bs, slen) sentence unmasked, placeholders <mask>
-    placeholders: Tensor  # (bs, slen) bool
     sample: bool
     seed: int  # torch generator seed for sampling (TAG_BTMLM)
     # the placeholders' row-major flat indices and whether a row is padded, computed on the host, so that
@@ -65,9 +64,16 @@ class Generation:
     index: Tensor  # (n_placeholders,) int64
     padded: bool
 
+    @property
+    def placeholders(self) -> Tensor:
+        """``(bs, slen)`` bool: True at the placeholders (for inspection; generation uses ``index``)."""
+        mask = torch.zeros(self.x.numel(), dtype=torch.bool, device=self.x.device)
+        mask[self.index] = True
+        return mask.view_as(self.x)
+
     def to(self, device: torch.device) -> Generation:
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-        return replace(self, x=move(self.x), placeholders=move(self.placeholders), index=move(self.index))
+        return replace(self, x=move(self.x), index=move(self.index))
 
     def run(self, model: nn.Module, batch: Batch) -> Batch:
         """``batch`` with its placeholders replaced by the model's pseudo tokens (call under no_grad)."""
@@ -129,7 +135,7 @@ def btmlm_batch(task: Task, raw: RawBatch, masker: Masker, gen: np.random.Genera
     pred_mask[:, : pred_src.shape[1]] = pred_src
     full = RawBatch(x2, lengths, langs, positions, raw.lang2)
     seed = torch_seed(TAG_BTMLM, int(gen.integers(2**62)))
-    pending = Generation(torch.from_numpy(x1), torch.from_numpy(placeholders), opts.btmlm_generation == "sample",
-                         seed, torch.from_numpy(np.flatnonzero(placeholders)), bool((lengths < x1.shape[1]).any()))
+    pending = Generation(torch.from_numpy(x1), opts.btmlm_generation == "sample", seed,
+                         torch.from_numpy(np.flatnonzero(placeholders)), bool((lengths < x1.shape[1]).any()))
     return as_batch(task, full, x2, pred_mask, targets, causal=False,
                     attn_mask=cross_attention_mask(second), pending=pending)
