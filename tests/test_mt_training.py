@@ -93,13 +93,20 @@ def test_resume_with_ae_and_bt_is_bit_exact(data, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_ae_and_bt_run_every_entry_each_step_and_mt_is_sampled():
-    cfg = load_config_dict({"ae": ["en", "fr"], "bt": ["en-fr-en", "fr-en-fr"], "mt": ["en-fr"]})
+def test_ae_and_bt_run_every_entry_each_step_and_lambda_schedules_apply():
+    cfg = load_config_dict({"ae": ["en", "fr"], "bt": ["en-fr-en", "fr-en-fr"], "mt": ["en-fr"],
+                            "lambda_ae": "0:1,10:0.1,20:0", "lambda_bt": "0:0,5:0,6:1"})
     tasks = parse_tasks(cfg)
     drawer = TaskDrawer.from_config(cfg, {t: 10 for t in tasks}, -1)
-    for step in range(5):
-        drawn = [t.name for t, _ in drawer.draw(step, np.random.default_rng(step))]
-        assert sorted(drawn) == ["AE-en", "AE-fr", "BT-en-fr-en", "BT-fr-en-fr", "MT-en-fr"]
+    for step in (0, 5, 10, 15, 20):
+        drawn = drawer.draw(step, np.random.default_rng(step))
+        names = sorted(t.name for t, _ in drawn)
+        expected = ["MT-en-fr"] + (["AE-en", "AE-fr"] if step < 20 else []) + (
+            ["BT-en-fr-en", "BT-fr-en-fr"] if step > 5 else [])
+        assert names == sorted(expected), step
+        weights = {t.objective: w for t, w in drawn}
+        if step < 20:
+            assert weights["ae"] == pytest.approx({0: 1, 5: 0.55, 10: 0.1, 15: 0.05}[step])
 
 
 def load_config_dict(objectives):
