@@ -11,6 +11,7 @@ import pytest
 import torch
 from training_data import one_thread, synthetic_folder, tiny_config
 
+from xlm.config import load_config
 from xlm.errors import XLMError
 from xlm.evaluation import metric_names
 from xlm.model.decoder import EncoderDecoder
@@ -179,3 +180,34 @@ def test_mt_checkpoint_is_a_translation_model(data, tmp_path):
     assert len(out.tokens) == 1
 
 
+
+
+def test_two_ranks_train_and_evaluate_an_encoder_decoder(data, tmp_path):
+    """DDP over two torchrun ranks (gloo): encoder objectives and AE/MT/BT together, accumulation, BLEU
+    gathered from both ranks' halves of the evaluation (one figure, from every sentence)."""
+    import json
+    import subprocess
+    import sys
+
+    from training_data import ROOT, SUBPROCESS_ENV, tiny_config_dict, write_config
+
+    cfg = tiny_config_dict(data, tmp_path / "run")
+    cfg["model"]["encoder_only"] = False
+    cfg["objectives"] = {"mlm": ["en"], "mt": ["en-fr"], "ae": ["fr"], "bt": ["en-fr-en"], "word_dropout": 0.1}
+    cfg["train"].update(max_steps=4, eval_every=4, save_every=4, accumulate_gradients=2, eval_bleu=True,
+                        eval_at_start=False, validation_metric="valid_fr-en_mt_bleu", eval_max_sentences=20)
+    path = write_config(tmp_path / "run.yaml", cfg)
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                          str(ROOT / "train.py"), "--config", str(path)], env=SUBPROCESS_ENV, capture_output=True,
+                         text=True, timeout=240)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    evals = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+             if r["kind"] == "eval"]
+    assert evals[-1]["step"] == 4
+    assert {"valid_en-fr_mt_bleu", "valid_fr-en_mt_ppl", "valid_en_mlm_ppl"} <= evals[-1].keys()
+    assert (tmp_path / "run" / "checkpoints" / "step-00000004.pt").is_file()
+    # one process evaluating the same checkpoint: the same figures
+    alone = Trainer(load_config(path, ["train.eval_only=true"])).train()
+    for name in ("valid_en-fr_mt_bleu", "test_fr-en_mt_bleu"):
+        assert alone[name] == pytest.approx(evals[-1][name], abs=1e-9), name
+    assert alone["valid_fr-en_mt_ppl"] == pytest.approx(evals[-1]["valid_fr-en_mt_ppl"], rel=1e-5)
