@@ -160,6 +160,8 @@ def test_init_encoder_and_decoder_from_a_pretrained_encoder(data, tmp_path):
     ([*ENC_DEC, "objectives.mt=[en-fr]", "objectives.camlm=[en-fr]"], "objectives.camlm: not with an encoder-decoder"),
     (["train.eval_bleu=true"], "train.eval_bleu: needs objectives.mt or objectives.bt"),
     ([*ENC_DEC, "objectives.mt=[en-fr]", "train.compile=true"], "train.compile: not implemented for encoder-decoder"),
+    ([*ENC_DEC, "objectives.mt=[en-fr]", "train.eval_bleu=true", "train.parallelism=fsdp"],
+     "train.eval_bleu: decoding runs outside the sharded forward"),
 ])
 def test_config_errors_name_the_key(data, tmp_path, overrides, message):
     with pytest.raises(XLMError, match=message.replace("(", r"\(").replace(")", r"\)")):

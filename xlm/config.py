@@ -317,8 +317,9 @@ class Config:
             if self.train.compile:
                 raise XLMError("train.compile: not implemented for encoder-decoder models (model.encoder_only: "
                                "false) yet; set train.compile: false")
-            if self.objectives.bt and self.train.parallelism == "fsdp":
-                raise XLMError("objectives.bt: generation runs outside the sharded forward, so not with "
+            if self.train.parallelism == "fsdp" and (self.objectives.bt or self.train.eval_bleu):
+                key = "objectives.bt" if self.objectives.bt else "train.eval_bleu"
+                raise XLMError(f"{key}: decoding runs outside the sharded forward, so not with "
                                "train.parallelism: fsdp; use ddp")
             if self.data.pack:
                 raise XLMError("data.pack: packs TLM pairs of encoder-only models; set it false for "
