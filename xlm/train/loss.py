@@ -54,7 +54,9 @@ def mark_dynamic(batch: Batch, pred_index: torch.Tensor, segments: torch.Tensor 
     the short last batch of an epoch, masking), so it compiles one graph for all of them instead of one
     per shape. Left as is: whether rows are padded, causality, the language tensor's rank (a few graphs)."""
     b = batch
-    for t in (b.x, b.lengths, b.langs, b.positions, b.pred_mask, b.targets, b.attn_mask, pred_index, segments):
+    source = (b.source.x, b.source.lengths) if b.source is not None else ()  # translation: the encoder's input
+    for t in (b.x, b.lengths, b.langs, b.positions, b.pred_mask, b.targets, b.attn_mask, pred_index, segments,
+              *source):
         if isinstance(t, torch.Tensor):
             for dim in range(t.dim()):
                 torch._dynamo.maybe_mark_dynamic(t, dim)
