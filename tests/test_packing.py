@@ -8,9 +8,10 @@ import torch
 from training_data import one_thread, synthetic_folder, tiny_config
 
 from xlm.config import ModelConfig
-from xlm.data.packing import pack_pairs, segment_attention_mask
+from xlm.data.packing import PackedPairSampler, first_fit, pack_pairs, pack_rows, segment_attention_mask
 from xlm.errors import XLMError
 from xlm.model import TransformerModel
+from xlm.train.prefetch import pred_capacity
 from xlm.trainer import Trainer
 
 
@@ -33,8 +34,8 @@ def _pairs(data, tmp_path):
 
 def test_packed_rows_hold_every_example_once_with_its_positions_and_languages(data, tmp_path):
     _, raw = _pairs(data, tmp_path)
-    packed, seg = pack_pairs(raw, 48, rows_multiple=4)
-    assert packed.x.shape == seg.shape and packed.x.shape[1] == 48 and packed.x.shape[0] % 4 == 0
+    packed, seg = pack_pairs(raw, 48)
+    assert packed.x.shape == seg.shape and packed.x.shape[1] == 48 and packed.x.shape[0] % 8 == 0
     assert packed.lengths.sum() == raw.lengths.sum() and (packed.lengths <= 48).all()
     found = []
     for r in range(len(seg)):
@@ -72,18 +73,55 @@ def test_a_packed_row_computes_each_example_as_unpacked(data, tmp_path):
     assert checked == len(raw.lengths)
 
 
-def test_packed_training_runs_with_few_shapes_and_evaluation_does_not_pack(data, tmp_path):
+def test_packed_training_has_one_shape_per_task_and_evaluation_does_not_pack(data, tmp_path):
     packed = Trainer(tiny_config(data, tmp_path / "p", ["data.pack=true", "data.bptt=48", "train.max_steps=6",
                                                         "train.eval_every=6", "train.eval_at_start=false"]))
     plain = Trainer(tiny_config(data, tmp_path / "u", ["data.bptt=48"]))
     assert packed.evaluate() == plain.evaluate()  # same initial model, evaluation never packs
-    shapes = {tuple(m.batch.x.shape) for s in range(6) for m in packed.builder.build(s).micro
-              if m.segments is not None}
-    assert shapes and all(rows % 8 == 0 and slen == 48 for rows, slen in shapes)
+    rows = pack_rows(packed.cfg.data)  # ceil(tokens_per_batch 200 / bptt 48)
+    assert rows == 5
+    warnings: list[str] = []
+    packed.builder.warn = warnings.append
+    micro = [m for s in range(60) for m in packed.builder.build(s).micro]  # more than an epoch of pairs
+    tlm = [m for m in micro if m.segments is not None]
+    assert len(tlm) > 20 and {m.task.name for m in tlm} == {"MLM-en-fr"}
+    assert {(tuple(m.batch.x.shape), tuple(m.segments.shape), m.pred_index.numel()) for m in tlm} == {
+        ((5, 48), (5, 48), pred_capacity(0.15, 5 * 48))}
+    assert not warnings
     for task, src in packed.data.sources.items():  # (the builds above read ahead)
         src.sampler.load_state_dict(packed.sampler_states[task.name])
     packed.train()
     assert packed.state.step == 6 and packed.state.nan_streak == 0
+
+
+def test_the_packed_sampler_cuts_an_epoch_into_batches_that_fill_the_rows(data, tmp_path):
+    trainer = Trainer(tiny_config(data, tmp_path / "s", ["data.pack=true", "data.bptt=48"]))
+    (task,) = [t for t in trainer.data.sources if t.is_pair]
+    sampler = trainer.data.sources[task].sampler
+    assert isinstance(sampler, PackedPairSampler) and sampler.rows == 5
+    lengths = sampler.lengths
+    batches = sampler.make_epoch(np.random.default_rng(0))
+    assert sorted(np.concatenate(batches).tolist()) == sampler.shard.tolist()  # every pair once: nothing dropped
+    assert max(first_fit(lengths[b], 48)[2] for b in batches) == 5  # every batch fits its rows
+    assert lengths.sum() / (5 * 48 * len(batches)) > 0.85  # rows well filled (0.89 measured)
+    sampler.max_batch_size = 3
+    assert max(len(b) for b in sampler.make_epoch(np.random.default_rng(0))) == 3
+    with pytest.raises(XLMError, match="does not fit rows of data.bptt=8"):
+        PackedPairSampler(lengths, 8, 5)
+
+
+def test_a_batch_that_does_not_fit_takes_more_rows_and_warns(data, tmp_path):
+    trainer = Trainer(tiny_config(data, tmp_path / "w", ["data.pack=true", "data.bptt=48"]))
+    (task,) = [t for t in trainer.data.sources if t.is_pair]
+    raw = trainer.data.sources[task].next()
+    packed, seg = pack_pairs(raw, 48, rows=1)
+    assert len(seg) == 8 and packed.lengths.sum() == raw.lengths.sum()  # nothing dropped or truncated
+    warnings: list[str] = []
+    trainer.builder.warn, trainer.builder.pack_rows = warnings.append, 1
+    micro = [m for s in range(4) for m in trainer.builder.build(s).micro]
+    shapes = {tuple(m.batch.x.shape) for m in micro if m.segments is not None}
+    assert shapes == {(8, 48)} and warnings
+    assert "pairs of task MLM-en-fr need more than 1 rows of 48 tokens: this batch takes 8 rows" in warnings[0]
 
 
 def test_fixed_capacity_prediction_index_is_padded_with_the_ignore_index(data, tmp_path):

@@ -41,6 +41,7 @@ from xlm.data.datasets import (
 )
 from xlm.data.dictionary import N_SPECIAL, Dictionary
 from xlm.data.indexed import IndexedDataset, bin_path
+from xlm.data.packing import PackedPairSampler, pack_rows, packed
 from xlm.distributed import DistInfo
 from xlm.errors import XLMError
 from xlm.objectives import Task
@@ -148,6 +149,10 @@ def load_data(cfg: Config, tasks: list[Task], dist: DistInfo, warn: Callable[[st
         if isinstance(ds, StreamDataset):
             sampler = StreamSampler(len(ds), d.batch_size, cfg.run.seed, dist.rank, dist.world_size, task.name)
             sizes[task] = len(ds.data)
+        elif d.pack and packed(task):  # batches cut to fill pack_rows rows of bptt tokens (one shape)
+            sampler = PackedPairSampler(ds.lengths, d.bptt, pack_rows(d), d.max_batch_size, d.group_by_size,
+                                        cfg.run.seed, dist.rank, dist.world_size, task.name)
+            sizes[task] = len(ds)
         else:
             sampler = ParallelSampler(ds.lengths, d.batch_size, d.tokens_per_batch, d.max_batch_size, d.group_by_size,
                                       cfg.run.seed, dist.rank, dist.world_size, task.name)

@@ -49,12 +49,13 @@ class LossModule(nn.Module):
         return self.module.predict(h)
 
 
-def mark_dynamic(batch: Batch, pred_index: torch.Tensor, segments: torch.Tensor | None = None) -> None:
+def mark_dynamic(batch: Batch, pred_index: torch.Tensor) -> None:
     """Tell ``torch.compile`` that batch and sequence sizes and the number of predictions vary (pairs,
     the short last batch of an epoch, masking), so it compiles one graph for all of them instead of one
-    per shape. Left as is: whether rows are padded, causality, the language tensor's rank (a few graphs)."""
+    per shape. Left as is: whether rows are padded, causality, the language tensor's rank (a few graphs).
+    Packed batches (``data.pack``) are not marked: each packed task has one shape, compiled static."""
     b = batch
-    for t in (b.x, b.lengths, b.langs, b.positions, b.pred_mask, b.targets, b.attn_mask, pred_index, segments):
+    for t in (b.x, b.lengths, b.langs, b.positions, b.pred_mask, b.targets, b.attn_mask, pred_index):
         if isinstance(t, torch.Tensor):
             for dim in range(t.dim()):
                 torch._dynamo.maybe_mark_dynamic(t, dim)
