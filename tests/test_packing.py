@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from training_data import one_thread, synthetic_folder, tiny_config
 
 from xlm.config import ModelConfig
-from xlm.data.packing import PackedPairSampler, first_fit, pack_pairs, pack_rows, segment_attention_mask
+from xlm.data.packing import PackedPairSampler, first_fit, pack_pairs, pack_rows
 from xlm.errors import XLMError
 from xlm.model import TransformerModel
+from xlm.model.attention_mask import AttentionMask
 from xlm.train.prefetch import pred_capacity
 from xlm.trainer import Trainer
 
@@ -51,17 +54,23 @@ def test_packed_rows_hold_every_example_once_with_its_positions_and_languages(da
         pack_pairs(raw, 8)
 
 
-def test_a_packed_row_computes_each_example_as_unpacked(data, tmp_path):
-    """Block-diagonal attention (the model's attn_mask): outputs equal the unpacked batch's (fp32)."""
+@pytest.mark.parametrize("backend", ["sdpa", "flex", "flex-inductor"])
+def test_a_packed_row_computes_each_example_as_unpacked(data, tmp_path, backend):
+    """Block-diagonal attention (an AttentionMask of segments): outputs equal the unpacked batch's (fp32),
+    through SDPA with a dense mask and through flex_attention (eager: unfused; inductor: its fused CPU
+    kernel). CPU: forward only (torch has no flex_attention backward on CPU)."""
     trainer, raw = _pairs(data, tmp_path)
     torch.manual_seed(0)
     model = TransformerModel(ModelConfig(emb_dim=32, n_layers=2, n_heads=2), 200, 2).eval()
+    model.attention_backend = backend.split("-")[0]
+    run = torch.compile(model, fullgraph=True, backend="inductor") if backend.endswith("inductor") else model
     packed, seg = pack_pairs(raw, 48)
     t = torch.from_numpy
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "flex_attention called without torch.compile")
         alone = model(t(raw.x), lengths=t(raw.lengths), langs=t(raw.langs), positions=t(raw.positions))
-        together = model(t(packed.x), lengths=t(packed.lengths), langs=t(packed.langs), positions=t(packed.positions),
-                         attn_mask=segment_attention_mask(t(seg)))
+        together = run(t(packed.x), lengths=t(packed.lengths), langs=t(packed.langs), positions=t(packed.positions),
+                       attn_mask=AttentionMask(segments=t(seg)), padded=True)
     checked = 0
     for r in range(len(seg)):
         for k in range(1, seg[r].max() + 1):

@@ -23,7 +23,6 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from xlm.config import DataConfig
 from xlm.data.datasets import ParallelSampler, RawBatch
@@ -149,9 +148,3 @@ class PackedPairSampler(ParallelSampler):
         if batch:
             batches.append(batch)
         return [np.array(batches[i], dtype=np.int64) for i in gen.permutation(len(batches))]
-
-
-def segment_attention_mask(segments: torch.Tensor) -> torch.Tensor:
-    """``(batch, seq)`` segment ids -> bool ``(batch, seq, seq)``: True where query and key share a
-    segment (the ``attn_mask`` of :meth:`xlm.model.TransformerModel.forward`)."""
-    return segments.unsqueeze(2) == segments.unsqueeze(1)

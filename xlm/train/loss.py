@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xlm.data.packing import segment_attention_mask
+from xlm.model.attention_mask import AttentionMask
 from xlm.objectives import Batch
 
 
@@ -39,7 +39,7 @@ class LossModule(nn.Module):
         """
         inputs = b.inputs()  # the objective's own attention mask (CAMLM, BTMLM) included
         if segments is not None:  # packed rows (MLM/TLM only, never with an objective's own mask)
-            inputs["attn_mask"] = segment_attention_mask(segments)
+            inputs["attn_mask"] = AttentionMask(segments=segments)  # flex_attention or a dense mask (the model's)
         h = self.module(b.x, padded=padded, **inputs)
         h = h[b.pred_mask] if pred_index is None else h.reshape(-1, h.shape[-1]).index_select(0, pred_index)
         scores = self.module.predict(h)
