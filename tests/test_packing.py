@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -87,16 +88,16 @@ def test_packed_training_has_one_shape_per_task_and_evaluation_does_not_pack(dat
                                                         "train.eval_every=6", "train.eval_at_start=false"]))
     plain = Trainer(tiny_config(data, tmp_path / "u", ["data.bptt=48"]))
     assert packed.evaluate() == plain.evaluate()  # same initial model, evaluation never packs
-    rows = pack_rows(packed.cfg.data)  # ceil(tokens_per_batch 200 / bptt 48)
-    assert rows == 5
-    warnings: list[str] = []
-    packed.builder.warn = warnings.append
+    assert pack_rows(packed.cfg.data, 20.0) == 5  # ceil(tokens_per_batch 200 / bptt 48)
+    assert pack_rows(dataclasses.replace(packed.cfg.data, tokens_per_batch=-1), 20.0) == 4  # ceil(8 pairs * 20 / 48)
+    warned: list[str] = []
+    packed.builder.warn = warned.append
     micro = [m for s in range(60) for m in packed.builder.build(s).micro]  # more than an epoch of pairs
     tlm = [m for m in micro if m.segments is not None]
     assert len(tlm) > 20 and {m.task.name for m in tlm} == {"MLM-en-fr"}
     assert {(tuple(m.batch.x.shape), tuple(m.segments.shape), m.pred_index.numel()) for m in tlm} == {
         ((5, 48), (5, 48), pred_capacity(0.15, 5 * 48))}
-    assert not warnings
+    assert not warned
     for task, src in packed.data.sources.items():  # (the builds above read ahead)
         src.sampler.load_state_dict(packed.sampler_states[task.name])
     packed.train()
@@ -125,16 +126,16 @@ def test_a_batch_that_does_not_fit_takes_more_rows_and_warns(data, tmp_path):
     raw = trainer.data.sources[task].next()
     packed, seg = pack_pairs(raw, 48, rows=1)
     assert len(seg) == 8 and packed.lengths.sum() == raw.lengths.sum()  # nothing dropped or truncated
-    warnings: list[str] = []
-    trainer.builder.warn, trainer.builder.pack_rows = warnings.append, 1
+    warned: list[str] = []
+    (task,) = trainer.builder.pack_rows
+    trainer.builder.warn, trainer.builder.pack_rows[task] = warned.append, 1
     micro = [m for s in range(4) for m in trainer.builder.build(s).micro]
     shapes = {tuple(m.batch.x.shape) for m in micro if m.segments is not None}
-    assert shapes == {(8, 48)} and warnings
-    assert "pairs of task MLM-en-fr need more than 1 rows of 48 tokens: this batch takes 8 rows" in warnings[0]
+    assert shapes == {(8, 48)} and warned
+    assert "pairs of task MLM-en-fr need more than 1 rows of 48 tokens: this batch takes 8 rows" in warned[0]
 
 
 def test_fixed_capacity_prediction_index_is_padded_with_the_ignore_index(data, tmp_path):
-    import dataclasses
 
     trainer = Trainer(tiny_config(data, tmp_path / "c", ["data.pack=true", "data.bptt=48"]))
     trainer.model.eval()

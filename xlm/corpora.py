@@ -150,7 +150,8 @@ def load_data(cfg: Config, tasks: list[Task], dist: DistInfo, warn: Callable[[st
             sampler = StreamSampler(len(ds), d.batch_size, cfg.run.seed, dist.rank, dist.world_size, task.name)
             sizes[task] = len(ds.data)
         elif d.pack and packed(task):  # batches cut to fill pack_rows rows of bptt tokens (one shape)
-            sampler = PackedPairSampler(ds.lengths, d.bptt, pack_rows(d), d.max_batch_size, d.group_by_size,
+            rows = pack_rows(d, float(ds.lengths.mean()))
+            sampler = PackedPairSampler(ds.lengths, d.bptt, rows, d.max_batch_size, d.group_by_size,
                                         cfg.run.seed, dist.rank, dist.world_size, task.name)
             sizes[task] = len(ds)
         else:

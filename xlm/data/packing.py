@@ -33,13 +33,13 @@ if TYPE_CHECKING:
     from xlm.objectives.tasks import Task
 
 
-def pack_rows(data: DataConfig) -> int:
-    """Rows of a packed TLM batch: ``ceil(data.tokens_per_batch / data.bptt)`` when batches are counted
-    in tokens, else ``data.batch_size`` (the stream batches' shape ``(batch_size, bptt)``, so MLM and
-    TLM batches share one shape)."""
-    if data.tokens_per_batch > 0:
-        return max(1, math.ceil(data.tokens_per_batch / data.bptt))
-    return data.batch_size
+def pack_rows(data: DataConfig, mean_length: float) -> int:
+    """Rows of a packed TLM batch, so that a packed batch holds about the pairs of an unpacked one:
+    ``ceil(data.tokens_per_batch / data.bptt)`` when batches are counted in tokens, else
+    ``ceil(data.batch_size * mean_length / data.bptt)`` (``mean_length``: the task's mean pair length,
+    in tokens; the fill of the rows, about 95%, makes it slightly fewer pairs)."""
+    per_batch = data.tokens_per_batch if data.tokens_per_batch > 0 else data.batch_size * mean_length
+    return max(1, math.ceil(per_batch / data.bptt))
 
 
 def packed(task: Task) -> bool:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from xlm.data.packing import pack_pairs, packed
+from xlm.data.packing import PackedPairSampler, pack_pairs, packed
 from xlm.data.sampling import TAG_MASK, TAG_OBJECTIVES, rng
 from xlm.objectives import Batch, Masker, Task, TaskDrawer, make_batch
 
@@ -66,15 +66,17 @@ class StepBuilder:
     """Builds the micro-batches of a step (see the module docstring); not thread-safe: one user at a time."""
 
     def __init__(self, drawer: TaskDrawer, sources: dict, masker: Masker, seed: int, rank: int,
-                 accumulate: int, context_size: int, pin: bool, pack_len: int = 0, pack_rows: int = 0,
+                 accumulate: int, context_size: int, pin: bool, pack_len: int = 0,
                  warn: Callable[[str], None] = warnings.warn):
-        """``pack_len > 0``: MLM pair batches (TLM) are packed into ``pack_rows`` rows of that many tokens
+        """``pack_len > 0``: MLM pair batches (TLM) are packed into rows of that many tokens, as many rows as
+        the task's sampler cuts batches for (``pack_rows``, :class:`xlm.data.packing.PackedPairSampler`)
         (:mod:`xlm.data.packing`; a batch needing more rows takes them, and ``warn`` says so), and every
         MLM batch's prediction index has a fixed capacity (:func:`pred_capacity`), padded with the ignore
         index."""
         self.drawer, self.sources, self.masker, self.pack_len = drawer, sources, masker, pack_len
         self.seed, self.rank, self.accumulate, self.context_size, self.pin = seed, rank, accumulate, context_size, pin
-        self.pack_rows, self.warn = pack_rows, warn
+        self.warn = warn
+        self.pack_rows = {t: s.sampler.rows for t, s in sources.items() if isinstance(s.sampler, PackedPairSampler)}
 
     def build(self, step: int) -> StepBatches:
         drawn = self.drawer.draw(step, rng(self.seed, TAG_OBJECTIVES, step))  # same on every rank
@@ -85,10 +87,11 @@ class StepBuilder:
                 segments = None
                 if self.pack_len and packed(task):
                     n_pairs = len(raw.lengths)
-                    raw, seg = pack_pairs(raw, self.pack_len, self.pack_rows)
-                    if len(seg) != self.pack_rows:  # not cut by PackedPairSampler: never in training
+                    rows = self.pack_rows.get(task, 0)
+                    raw, seg = pack_pairs(raw, self.pack_len, rows)
+                    if len(seg) != rows:  # not cut by PackedPairSampler: never in training
                         self.warn(f"data.pack: step {step}: {n_pairs} pairs of task {task.name} need more than "
-                                  f"{self.pack_rows} rows of {self.pack_len} tokens: this batch takes {len(seg)} "
+                                  f"{rows} rows of {self.pack_len} tokens: this batch takes {len(seg)} "
                                   "rows (another shape: a recompilation under train.compile)")
                     segments = torch.from_numpy(seg).pin_memory() if self.pin else torch.from_numpy(seg)
                 gen = rng(self.seed, TAG_MASK, self.rank, step, m, j)

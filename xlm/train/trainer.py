@@ -39,7 +39,6 @@ import torch
 from xlm.checkpoint import CheckpointManager
 from xlm.config import Config, dump_config
 from xlm.corpora import load_data
-from xlm.data.packing import pack_rows
 from xlm.data.sampling import torch_seed
 from xlm.distributed import (
     StopSignal,
@@ -148,7 +147,7 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
         self.builder = StepBuilder(self.drawer, self.data.sources, self.train_masker, cfg.run.seed, self.dist.rank,
                                    cfg.train.accumulate_gradients, cfg.objectives.context_size,
                                    pin=self.device.type == "cuda", pack_len=cfg.data.bptt if cfg.data.pack else 0,
-                                   pack_rows=pack_rows(cfg.data), warn=self.log.warning)
+                                   warn=self.log.warning)
         if cfg.data.pack and cfg.objectives.mlm_targets == "original":
             raise XLMError("data.pack: not with objectives.mlm_targets: original (its rule excludes the first "
                            "position of each row, which packing changes); use mlm_targets: xlm or pack: false")
