@@ -11,7 +11,7 @@ import torch
 from training_data import one_thread, synthetic_folder, tiny_config
 
 from xlm.config import ModelConfig
-from xlm.data.packing import PackedPairSampler, first_fit, pack_pairs, pack_rows
+from xlm.data.packing import PackedPairSampler, first_fit, pack_pairs, pack_rows, set_pack_rows
 from xlm.errors import XLMError
 from xlm.model import TransformerModel
 from xlm.model.attention_mask import AttentionMask
@@ -118,6 +118,9 @@ def test_the_packed_sampler_cuts_an_epoch_into_batches_that_fill_the_rows(data, 
     assert max(len(b) for b in sampler.make_epoch(np.random.default_rng(0))) == 3
     with pytest.raises(XLMError, match="does not fit rows of data.bptt=8"):
         PackedPairSampler(lengths, 8, 5)
+    short, long = PackedPairSampler(np.full(30, 10), 48, 0), PackedPairSampler(np.full(10, 30), 48, 0)
+    set_pack_rows([short, long], dataclasses.replace(trainer.cfg.data, tokens_per_batch=-1))
+    assert short.rows == long.rows == 6  # all packed tasks one shape: ceil(8 pairs * mean 15 / 48)
 
 
 def test_a_batch_that_does_not_fit_takes_more_rows_and_warns(data, tmp_path):

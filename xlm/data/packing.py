@@ -9,8 +9,9 @@ computed exactly as alone in its row (tested against the unpacked computation).
 
 **One shape.** With ``data.pack`` the pair batches of a packed task are cut by
 :class:`PackedPairSampler` so that each fills at most :func:`pack_rows` rows (first fit, the same
-rule :func:`pack_pairs` applies), and every batch is laid out in exactly that many rows: a task's
-batches all have the shape ``(rows, row_len)``. A batch that needs more rows (one not cut by that
+rule :func:`pack_pairs` applies; every packed task gets the same rows, :func:`set_pack_rows`), and
+every batch is laid out in exactly that many rows: all packed batches of a run have the shape
+``(rows, row_len)``. A batch that needs more rows (one not cut by that
 sampler: never in training) is not truncated: it takes more rows (a multiple of 8, a new shape) and
 the caller warns.
 
@@ -40,6 +41,17 @@ def pack_rows(data: DataConfig, mean_length: float) -> int:
     in tokens; the fill of the rows, about 95%, makes it slightly fewer pairs)."""
     per_batch = data.tokens_per_batch if data.tokens_per_batch > 0 else data.batch_size * mean_length
     return max(1, math.ceil(per_batch / data.bptt))
+
+
+def set_pack_rows(samplers: list[PackedPairSampler], data: DataConfig) -> None:
+    """Give every packed task the same rows, :func:`pack_rows` of the mean length of all their pairs
+    (the same on every rank): all packed TLM batches of a run have one shape, one compiled graph (a
+    task of longer pairs than the mean gets fewer pairs per batch)."""
+    if samplers:
+        lengths = np.concatenate([s.lengths for s in samplers])
+        rows = pack_rows(data, float(lengths.mean()))
+        for s in samplers:
+            s.rows = rows
 
 
 def packed(task: Task) -> bool:
