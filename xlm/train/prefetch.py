@@ -109,7 +109,9 @@ class StepBuilder:
                     batch = _pinned(batch)
                 index = torch.from_numpy(pred)
                 micro.append(MicroBatch(j, task, weight, batch, index.pin_memory() if self.pin else index,
-                                        bool(raw.lengths.min() < raw.x.shape[1]), int(raw.lengths.sum()), n_pred,
+                                        # packed: always "padded" (the same values when no row is: one graph)
+                                        segments is not None or bool(raw.lengths.min() < raw.x.shape[1]),
+                                        int(raw.lengths.sum()), n_pred,
                                         segments))
         samplers = {t.name: s.sampler.state_dict() for t, s in self.sources.items()}
         return StepBatches(step, drawn, micro, samplers)
