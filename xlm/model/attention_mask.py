@@ -47,17 +47,19 @@ class AttentionMask:
 
     def shape(self) -> tuple[int, int]:
         """``(batch, seq)``; raises ValueError when no rule is given or the rules disagree on it."""
-        shapes = {tuple(t.shape[:2]) for t in (self.segments, self.sides, self.dense) if t is not None}
-        if len(shapes) != 1:
-            raise ValueError(f"AttentionMask: needs at least one rule, all of one (batch, seq) shape; got {shapes}")
+        rules = [t for t in (self.segments, self.sides, self.dense) if t is not None]
+        # (sizes compared one by one, never hashed: under torch.compile they may be symbolic)
+        if not rules or any(t.shape[0] != rules[0].shape[0] or t.shape[1] != rules[0].shape[1] for t in rules):
+            raise ValueError("AttentionMask: needs at least one rule, all of one (batch, seq) shape; got "
+                             f"{[tuple(t.shape) for t in rules]}")
         if self.dense is not None and (self.dense.dim() != 3 or self.dense.dtype != torch.bool):
             raise ValueError(f"AttentionMask.dense must be bool (batch, seq, seq), got {self.dense.dtype} "
                              f"{tuple(self.dense.shape)}")
-        return shapes.pop()  # type: ignore[return-value]
+        return rules[0].shape[0], rules[0].shape[1]
 
     def to_dense(self) -> Tensor:
         """``(batch, seq, seq)`` bool, True where query ``i`` may attend key ``j`` (padding not included)."""
-        bs, slen = self.shape()
+        self.shape()  # checks
         mask = None
         if self.segments is not None:
             mask = self.segments.unsqueeze(2) == self.segments.unsqueeze(1)

@@ -38,8 +38,11 @@ class LossModule(nn.Module):
         packed rows' example ids (:mod:`xlm.data.packing`): attention stays within an example.
         """
         inputs = b.inputs()  # the objective's own attention mask (CAMLM, BTMLM) included
+        # As descriptions, the model applies them by flex_attention or as the dense mask (the same values)
         if segments is not None:  # packed rows (MLM/TLM only, never with an objective's own mask)
-            inputs["attn_mask"] = AttentionMask(segments=segments)  # flex_attention or a dense mask (the model's)
+            inputs["attn_mask"] = AttentionMask(segments=segments)
+        elif inputs.get("attn_mask") is not None:
+            inputs["attn_mask"] = AttentionMask(dense=inputs["attn_mask"])
         h = self.module(b.x, padded=padded, **inputs)
         h = h[b.pred_mask] if pred_index is None else h.reshape(-1, h.shape[-1]).index_select(0, pred_index)
         scores = self.module.predict(h)
