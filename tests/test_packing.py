@@ -151,3 +151,22 @@ def test_fixed_capacity_prediction_index_is_padded_with_the_ignore_index(data, t
             exact = trainer.wrapped(dataclasses.replace(m.batch, targets=m.batch.targets[:n]), m.pred_index[:n],
                                     m.padded, m.segments)
         torch.testing.assert_close(padded, exact)  # the padding adds nothing to the summed loss
+
+
+def test_a_packed_run_resumes_exactly(data, tmp_path):
+    """The packed sampler's epochs are a function of (seed, rank, epoch): a resumed run reads the same rows."""
+    def run(name, steps):
+        cfg = tiny_config(data, tmp_path / name, ["data.pack=true", "data.bptt=48", "train.eval_every=100",
+                                                   "train.save_every=30", "train.eval_at_start=false", steps])
+        trainer = Trainer(cfg)
+        trainer.train()
+        return trainer
+
+    direct = run("direct", "train.max_steps=60")  # more than an epoch of packed batches
+    run("resumed", "train.max_steps=30")
+    resumed = run("resumed", "train.max_steps=60")
+    assert resumed.state.step == 60
+    (task,) = [t for t in resumed.data.sources if t.is_pair]
+    assert resumed.sampler_states[task.name]["epoch"] >= 1  # the packed sampler started a new epoch
+    for (k, a), b in zip(direct.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
