@@ -212,3 +212,14 @@ def test_two_ranks_train_and_evaluate_an_encoder_decoder(data, tmp_path):
     for name in ("valid_en-fr_mt_bleu", "test_fr-en_mt_bleu"):
         assert alone[name] == pytest.approx(evals[-1][name], abs=1e-9), name
     assert alone["valid_fr-en_mt_ppl"] == pytest.approx(evals[-1]["valid_fr-en_mt_ppl"], rel=1e-5)
+
+
+def test_a_perplexity_is_never_maximized(data, tmp_path):
+    """A metric copied without its '_' would keep the worst model as best.pt: refused, with the spelling."""
+    cfg = tiny_config(data, tmp_path / "vm", [*ENC_DEC, "objectives.mt=[en-fr]",
+                                              "train.validation_metric=valid_en-fr_mt_ppl"])
+    with pytest.raises(XLMError, match="would be maximized.*write '_valid_en-fr_mt_ppl'"):
+        Trainer(cfg)
+    with pytest.raises(XLMError, match="choose one of _valid_en-fr_mt_ppl, valid_en-fr_mt_acc"):
+        Trainer(tiny_config(data, tmp_path / "vm2", [*ENC_DEC, "objectives.mt=[en-fr]",
+                                                     "train.validation_metric=valid_mt_bleu"]))

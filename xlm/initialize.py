@@ -48,22 +48,24 @@ class InitReport:
     reshaped: list[str] = field(default_factory=list)  # same name, other shape
     differences: list[str] = field(default_factory=list)  # architecture settings that differ
     cross_attention_new: int = 0  # a decoder's cross-attention parameters, new by design (init.decoder)
+    key: str = "init.from"  # the config key that asked for it (init.encoder / init.decoder for translation)
 
     def lines(self) -> list[str]:
-        out = [f"init.from {self.source}: {self.words_found:,} of {self.words_total:,} words found "
+        k = self.key
+        out = [f"{k} {self.source}: {self.words_found:,} of {self.words_total:,} words found "
                f"({100 * self.words_found / max(self.words_total, 1):.1f}%; the others keep their initial rows)"]
         if self.langs_found or self.langs_new:
-            out.append(f"init.from: languages {self.langs_found} loaded"
+            out.append(f"{k}: languages {self.langs_found} loaded"
                        + (f", {self.langs_new} new (initial rows)" if self.langs_new else ""))
         for what, names in (("new (kept at init)", self.new), ("dropped", self.dropped),
                             ("of another shape", self.reshaped)):
             if names:
-                out.append(f"init.from: {len(names)} parameter(s) {what}: {', '.join(names[:8])}"
+                out.append(f"{k}: {len(names)} parameter(s) {what}: {', '.join(names[:8])}"
                            + (" ..." if len(names) > 8 else ""))
         if self.differences:
-            out.append(f"init.from: architecture differs: {', '.join(self.differences)}")
+            out.append(f"{k}: architecture differs: {', '.join(self.differences)}")
         if self.cross_attention_new:
-            out.append(f"init.from: {self.cross_attention_new} cross-attention parameter(s) new (kept at init), "
+            out.append(f"{k}: {self.cross_attention_new} cross-attention parameter(s) new (kept at init), "
                        "as in the paper")
         return out
 
@@ -248,7 +250,9 @@ def init_encoder_decoder(model: EncoderDecoder, dictionary: Dictionary, lang2id:
         loaded[path] = src
         source = getattr(src.model, side) if isinstance(src.model, EncoderDecoder) else src.model
         report = init_from_model(getattr(model, side), dictionary, lang2id, source, src.dictionary, src.lang2id,
-                                 strict=False, name=f"{path} ({side})")
+                                 strict=False, name=f"{src.path or path}" + (f" (its {side})" if isinstance(
+                                     src.model, EncoderDecoder) else ""))
+        report.key = f"init.{side}"
         if side == "decoder" and not isinstance(source, TransformerDecoder):
             cross = [k for k in report.new if k.startswith(CROSS_ATTENTION)]
             report.new = [k for k in report.new if k not in cross]

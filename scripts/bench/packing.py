@@ -26,6 +26,7 @@ from xlm.corpora import load_data  # noqa: E402
 from xlm.data.datasets import ParallelSampler  # noqa: E402
 from xlm.data.packing import PackedPairSampler, packed  # noqa: E402
 from xlm.distributed import DistInfo  # noqa: E402
+from xlm.errors import XLMError  # noqa: E402
 from xlm.objectives import parse_tasks  # noqa: E402
 
 
@@ -55,4 +56,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except XLMError as e:  # a one-line error, as the other commands
+        sys.exit(f"error: {e}")

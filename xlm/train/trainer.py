@@ -91,12 +91,16 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
         self.lock = RunLock(self.run_dir)
         self.tasks = parse_tasks(cfg.objectives)
         if not self.tasks:
-            raise XLMError("objectives: nothing to train (set objectives.mlm and/or objectives.clm)")
+            raise XLMError("objectives: nothing to train (set objectives.mlm, objectives.clm or another objective)")
         self.metric_names = metric_names(self.tasks, bleu=cfg.train.eval_bleu)
         vm = cfg.train.validation_metric
         if vm and vm.lstrip("_") not in self.metric_names:
+            spelled = [f"_{n}" if n.endswith("_ppl") else n for n in self.metric_names]  # as they should be written
             raise XLMError(f"train.validation_metric: {vm!r} is not computed by this run; choose one of "
-                           f"{', '.join(self.metric_names)} (a leading '_' means lower is better)")
+                           f"{', '.join(spelled)} (a leading '_' means lower is better)")
+        if vm.endswith("_ppl") and not vm.startswith("_"):  # best.pt would keep the worst model
+            raise XLMError(f"train.validation_metric: {vm!r} would be maximized, but a perplexity is better lower: "
+                           f"write '_{vm}'")
 
         self.data = load_data(cfg, self.tasks, self.dist, warn=self.log.warning)
         n_words = len(self.data.dictionary)
