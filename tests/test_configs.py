@@ -29,7 +29,8 @@ def test_training_config_loads_and_is_self_consistent(path):
     tasks = parse_tasks(cfg.objectives)
     assert tasks, "a training config must train something"
     metric = cfg.train.validation_metric
-    assert metric.lstrip("_") in metric_names(tasks), f"{metric} is not computed by {[t.name for t in tasks]}"
+    computed = metric_names(tasks, bleu=cfg.train.eval_bleu)
+    assert metric.lstrip("_") in computed, f"{metric} is not computed by {[t.name for t in tasks]}"
     assert cfg.data.bptt <= cfg.model.max_positions
     # the keys scripts override
     over = load_config(path, ["run.dir=/tmp/x", "run.seed=3", "train.max_steps=7", "train.eval_every=2",

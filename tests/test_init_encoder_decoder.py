@@ -79,6 +79,8 @@ def test_strict_refuses_another_architecture_and_config_checks(tmp_path):
     with pytest.raises(XLMError, match="init.encoder/init.decoder"):
         c.validate()
     c = Config()
+    c.data.langs = ["en", "fr"]
+    c.objectives.camlm = ["en-fr"]  # an encoder-only objective on an encoder-decoder
     c.model.encoder_only = False
-    with pytest.raises(XLMError, match="model.encoder_only"):
+    with pytest.raises(XLMError, match="objectives.camlm: not with an encoder-decoder"):
         c.validate()

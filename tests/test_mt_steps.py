@@ -41,8 +41,8 @@ def test_back_translation_is_gradient_free_and_in_eval_mode():
     model = EncoderDecoder(cfg, 30, 2).train()
     x = torch.tensor([[1, 14, 15, 16, 1], [1, 20, 1, 2, 2]])
     lengths = torch.tensor([5, 3])
-    a, a_len = back_translate(model, x, lengths, 0, 1)
-    b, _ = back_translate(model, x, lengths, 0, 1)
+    a, a_len, _ = back_translate(model, x, lengths, 0, 1)
+    b, _, _ = back_translate(model, x, lengths, 0, 1)
     assert model.training and torch.equal(a, b)  # dropout was off during generation, train mode restored
     assert not a.requires_grad and (a[:, 0] == 1).all() and (a[torch.arange(2), a_len - 1] == 1).all()
     assert int(a_len.max()) <= int(1.3 * 5 + 5)

@@ -72,7 +72,7 @@ def test_registry_parses_every_objective_in_draw_order_with_its_metric_names():
                      "valid_en_fr_mlm_ppl", "valid_en_fr_mlm_acc", "valid_en_fr_camlm_ppl", "valid_en_fr_camlm_acc",
                      "valid_en_fr_btmlm_ppl", "valid_en_fr_btmlm_acc", "valid_fr_en_btmlm_ppl", "valid_fr_en_btmlm_acc",
                      "valid_mlm_ppl", "valid_mlm_acc", "valid_clm_ppl", "valid_clm_acc"]
-    assert list(OBJECTIVES) == ["clm", "mlm", "camlm", "btmlm"]
+    assert list(OBJECTIVES) == ["clm", "mlm", "camlm", "btmlm", "ae", "mt", "bt"]
 
 
 def test_lambda_schedules_stage_camlm_then_btmlm():

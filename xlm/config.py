@@ -106,7 +106,7 @@ class DataConfig:
 
 
 # The objectives' config keys, in registry order (xlm.objectives.registry.OBJECTIVES checks it matches).
-OBJECTIVE_KEYS = ("clm", "mlm", "camlm", "btmlm")
+OBJECTIVE_KEYS = ("clm", "mlm", "camlm", "btmlm", "ae", "mt", "bt")
 
 
 @dataclass
@@ -124,10 +124,23 @@ class ObjectivesConfig:
     clm: list[str] = field(default_factory=list)
     camlm: list[str] = field(default_factory=list)
     btmlm: list[str] = field(default_factory=list)
+    # translation (model.encoder_only: false): denoising auto-encoding on languages, supervised directions,
+    # online back-translation round trips, as the original's --ae_steps en --mt_steps en-fr --bt_steps en-fr-en
+    ae: list[str] = field(default_factory=list)
+    mt: list[str] = field(default_factory=list)
+    bt: list[str] = field(default_factory=list)
     lambda_mlm: str = "1"
     lambda_clm: str = "1"
     lambda_camlm: str = "1"
     lambda_btmlm: str = "1"
+    lambda_ae: str = "1"
+    lambda_mt: str = "1"
+    lambda_bt: str = "1"
+    # the AE input noise (xlm.noise; the original's --word_shuffle/--word_dropout/--word_blank, default 0;
+    # its unsupervised MT recipe uses 3, 0.1, 0.1)
+    word_shuffle: float = 0.0
+    word_dropout: float = 0.0
+    word_blank: float = 0.0
     btmlm_k: int = 0  # pseudo tokens per sentence; 0: as many as the sentence has (xlm.objectives.btmlm)
     btmlm_generation: Literal["argmax", "sample"] = "argmax"
     word_pred: float = 0.15
@@ -146,6 +159,12 @@ class ObjectivesConfig:
         p = self.word_mask_keep_rand
         if len(p) != 3 or any(not 0 <= x <= 1 for x in p) or abs(sum(p) - 1) > 1e-6:
             raise XLMError(f"{prefix}.word_mask_keep_rand: three probabilities in [0, 1] summing to 1, got {p}")
+        if self.word_shuffle != 0 and self.word_shuffle <= 1:
+            raise XLMError(f"{prefix}.word_shuffle: must be 0 (off) or > 1, got {self.word_shuffle}")
+        _probability(self, prefix, "word_dropout", "word_blank")
+        noise = [k for k in ("word_shuffle", "word_dropout", "word_blank") if getattr(self, k)]
+        if noise and not self.ae:  # as the original: noise is the auto-encoder's input only
+            raise XLMError(f"{prefix}.{noise[0]}: only used by {prefix}.ae (denoising auto-encoding), which is empty")
         if self.btmlm_k < 0:
             raise XLMError(f"{prefix}.btmlm_k: must be >= 0 (0: as many pseudo tokens as the sentence), "
                            f"got {self.btmlm_k}")
@@ -206,6 +225,12 @@ class TrainConfig:
     nan_tolerance: int = 5
     peak_tflops: float = 0.0  # per-device peak for MFU; 0: known GPUs from a table, otherwise MFU is not logged
     eval_protocol: Literal["xlm", "original"] = "xlm"  # "original": facebookresearch/XLM's figures (xlm.eval_original)
+    # translation: {split}_{l1}-{l2}_mt_bleu (tokenized BLEU of BPE-removed output, as the original's
+    # multi-bleu.perl) for every evaluated direction; decoding as the original's --beam_size etc.
+    eval_bleu: bool = False
+    beam_size: int = 1
+    length_penalty: float = 1.0
+    early_stopping: bool = False
 
     def validate(self, prefix: str = "train") -> None:
         _positive(self, prefix, "max_steps", "eval_every", "save_every", "accumulate_gradients")
@@ -216,6 +241,7 @@ class TrainConfig:
         if self.eval_max_sentences == 0 or self.eval_max_sentences < -1:
             raise XLMError(f"{prefix}.eval_max_sentences: must be -1 (all) or positive, got {self.eval_max_sentences} "
                            "(0 would leave nothing to evaluate)")
+        _positive(self, prefix, "beam_size")
         if self.eval_protocol == "original" and self.eval_max_sentences != -1:
             raise XLMError(f"{prefix}.eval_max_sentences: the original protocol evaluates whole splits; "
                            f"set it to -1 or use {prefix}.eval_protocol: xlm")
@@ -259,19 +285,19 @@ class Config:
         from xlm.objectives.registry import OBJECTIVES  # (the registry imports this module)
 
         for obj, spec in OBJECTIVES.items():
-            sep = spec.separator
-            form = f"not a pair 'l1{sep}l2'" if spec.entries == "pair" else f"neither a language nor a pair 'l1{sep}l2'"
             for step in getattr(self.objectives, obj):
-                parts = step.split(sep)
-                if len(parts) > 2 or not all(parts) or (spec.entries == "pair" and len(parts) != 2) \
-                        or any(c in p for p in parts for c in "->"):
-                    raise XLMError(f"objectives.{obj}: {step!r} is {form}")
-                if len(parts) == 2 and parts[0] == parts[1]:
-                    raise XLMError(f"objectives.{obj}: {step!r} pairs a language with itself")
-                for lang in parts:
+                problem = entry_problem(step, spec.entries, spec.separator)
+                if problem:
+                    raise XLMError(f"objectives.{obj}: {step!r} {problem}")
+                for lang in step.split(spec.separator):
                     if lang not in langs:
                         raise XLMError(f"objectives.{obj}: language {lang!r} (in {step!r}) is not in "
                                        f"data.langs {self.data.langs}")
+            if getattr(self.objectives, obj) and spec.decoder and self.model.encoder_only:
+                raise XLMError(f"objectives.{obj}: trains a decoder; set model.encoder_only: false")
+            if getattr(self.objectives, obj) and not self.model.encoder_only and not spec.encoder_decoder:
+                raise XLMError(f"objectives.{obj}: not with an encoder-decoder (model.encoder_only: false); "
+                               "it runs on encoder-only models")
             if getattr(self.objectives, obj) and self.train.eval_protocol == "original" \
                     and not spec.original_protocol:
                 raise XLMError(f"objectives.{obj}: train.eval_protocol 'original' evaluates only the original's "
@@ -287,9 +313,35 @@ class Config:
                               if self.model.position_offset else ""))
         if (self.init.encoder or self.init.decoder) and self.model.encoder_only:
             raise XLMError("init.encoder/init.decoder: only for an encoder-decoder (model.encoder_only: false)")
-        if not self.model.encoder_only:  # until the ae/mt/bt objectives train the decoder
-            raise XLMError("model.encoder_only: false: no training objective uses a decoder yet; encoder-decoder "
-                           "models are loaded and decoded (python -m xlm.translate, docs/translation.md)")
+        if not self.model.encoder_only:
+            if self.train.compile:
+                raise XLMError("train.compile: not implemented for encoder-decoder models (model.encoder_only: "
+                               "false) yet; set train.compile: false")
+            if self.train.parallelism == "fsdp" and (self.objectives.bt or self.train.eval_bleu):
+                key = "objectives.bt" if self.objectives.bt else "train.eval_bleu"
+                raise XLMError(f"{key}: decoding runs outside the sharded forward, so not with "
+                               "train.parallelism: fsdp; use ddp")
+            if self.data.pack:
+                raise XLMError("data.pack: packs TLM pairs of encoder-only models; set it false for "
+                               "model.encoder_only: false")
+        if self.train.eval_bleu and not (self.objectives.mt or self.objectives.bt):
+            raise XLMError("train.eval_bleu: needs objectives.mt or objectives.bt (the directions it evaluates)")
+
+
+def entry_problem(entry: str, form: str, sep: str) -> str:
+    """Why ``entry`` is not of ``form`` (an objective's ``entries``), or ``""``: ``"lang"`` (``en``),
+    ``"pair"`` (``en-fr``), ``"both"`` (either), ``"roundtrip"`` (``en-fr-en``, back-translation)."""
+    parts = entry.split(sep)
+    wanted = {"lang": (1,), "pair": (2,), "both": (1, 2), "roundtrip": (3,)}[form]
+    shape = {"lang": "a language", "pair": f"a pair 'l1{sep}l2'", "both": f"a language nor a pair 'l1{sep}l2'",
+             "roundtrip": f"a round trip 'l1{sep}l2{sep}l1'"}[form]
+    if len(parts) not in wanted or not all(parts) or any(c in p for p in parts for c in "->"):
+        return f"is {'neither' if form == 'both' else 'not'} {shape}"
+    if form == "roundtrip" and parts[0] != parts[2]:
+        return "must return to its first language (the original's bt_steps l1-l2-l1)"
+    if len(parts) >= 2 and parts[0] == parts[1]:
+        return "pairs a language with itself"
+    return ""
 
 
 # -- schedules ----------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from xlm.data.dictionary import N_SPECIAL, Dictionary
 from xlm.data.indexed import IndexedDataset, bin_path
 from xlm.distributed import DistInfo
 from xlm.errors import XLMError
-from xlm.objectives import Task
+from xlm.objectives import Task, eval_tasks
 
 Dataset = StreamDataset | ParallelDataset | SentenceDataset
 _SCAN_CHUNK = 1 << 22  # tokens read at a time when looking for a predictable token (stops at the first)
@@ -153,6 +153,7 @@ def load_data(cfg: Config, tasks: list[Task], dist: DistInfo, warn: Callable[[st
                                       cfg.run.seed, dist.rank, dist.world_size, task.name)
             sizes[task] = len(ds)
         sources[task] = TaskSource(ds, sampler)
+    for task in eval_tasks(tasks):  # BT en-fr-en is evaluated as MT fr-en on pairs; AE is not evaluated
         for split in ("valid", "test"):
             eds = dataset(split, task, cfg.train.eval_max_sentences, longest)
             problem = _unusable(eds, task, cfg, n_words)

@@ -3,7 +3,9 @@
 For each split (``valid``, ``test``) and task: ``ppl = exp(sum xent / n_predicted)``,
 ``acc = 100 * correct / n_predicted`` (``ppl`` 1e9 and ``acc`` 0 when nothing was predicted).
 Names: ``valid_en_mlm_ppl``, ``valid_en_fr_mlm_acc`` (TLM, underscore), ``valid_de_clm_ppl``,
-``valid_en-fr_clm_ppl`` (CLM on pairs, dash), and the averages over *monolingual* tasks
+``valid_en-fr_clm_ppl`` (CLM on pairs, dash), ``valid_en-fr_mt_ppl`` / ``_mt_acc`` (translation,
+teacher-forced) and, with ``train.eval_bleu``, ``valid_en-fr_mt_bleu`` (:mod:`xlm.eval_mt`); the
+tasks evaluated are :func:`xlm.objectives.eval_tasks` of the trained ones; and the averages over *monolingual* tasks
 ``valid_mlm_ppl`` / ``valid_mlm_acc`` / ``valid_clm_ppl`` / ``valid_clm_acc`` (arithmetic means).
 
 Masks are a pure function of ``(seed, split, task, batch index)``: every evaluation of a run scores
@@ -25,7 +27,8 @@ from torch import nn
 
 from xlm.data.sampling import TAG_EVAL, name_key, rng
 from xlm.distributed import all_reduce_sums
-from xlm.objectives import OBJECTIVES, Masker, Task, make_batch, prepare, score
+from xlm.eval_mt import BleuEvaluator
+from xlm.objectives import OBJECTIVES, Masker, Task, eval_tasks, make_batch, prepare, score
 
 SPLITS = ("valid", "test")
 
@@ -36,12 +39,15 @@ def averaged_objectives() -> list[str]:
         o for o, spec in OBJECTIVES.items() if spec.averaged and o not in ("mlm", "clm"))
 
 
-def metric_names(tasks: list[Task], splits: tuple[str, ...] = SPLITS) -> list[str]:
-    """Every metric an evaluation of these tasks reports, in report order."""
+def metric_names(tasks: list[Task], splits: tuple[str, ...] = SPLITS, bleu: bool = False) -> list[str]:
+    """Every metric an evaluation of these (training) tasks reports, in report order."""
     names = []
+    tasks = eval_tasks(tasks)
     for split in splits:
         for task in tasks:
             names += [task.metric(split, "ppl"), task.metric(split, "acc")]
+            if bleu and task.objective == "mt":
+                names.append(task.metric(split, "bleu"))
         for objective in averaged_objectives():
             if any(t.objective == objective and not t.is_pair for t in tasks):
                 names += [f"{split}_{objective}_ppl", f"{split}_{objective}_acc"]
@@ -50,7 +56,7 @@ def metric_names(tasks: list[Task], splits: tuple[str, ...] = SPLITS) -> list[st
 
 @dataclass
 class Evaluator:
-    tasks: list[Task]
+    tasks: list[Task]  # the evaluated tasks (eval_tasks of the trained ones)
     datasets: dict[tuple[str, Task], Any]  # (split, task) -> a dataset with eval_batches()
     masker: Masker
     batch_size: int
@@ -60,6 +66,7 @@ class Evaluator:
     world_size: int = 1
     log: Callable[[str], None] | None = None  # progress lines during long evaluations
     progress_every: float = 30.0  # seconds between progress lines
+    bleu: BleuEvaluator | None = None  # {split}_{l1}-{l2}_mt_bleu for MT tasks (train.eval_bleu)
     protocol = "xlm"  # what metrics.jsonl and ``python -m xlm.evaluate lm`` report (see xlm.eval_original)
 
     @torch.no_grad()
@@ -69,6 +76,7 @@ class Evaluator:
         was_training = model.training
         model.eval()
         sums: dict[str, float] = {}
+        bleu: dict[str, float] = {}
         start = last = time.monotonic()
         try:
             for (split, task), data in self.datasets.items():
@@ -90,10 +98,12 @@ class Evaluator:
                     xent, n, correct = xent + s, n + k, correct + c
                 key = f"{split}|{task.name}"
                 sums.update({f"{key}|xent": xent, f"{key}|n": n, f"{key}|correct": correct})
+                if self.bleu is not None and task.objective == "mt":
+                    bleu[task.metric(split, "bleu")] = self.bleu.score(model, data, device, autocast)
         finally:
             model.train(was_training)
         sums = all_reduce_sums(sums, device)
-        return self._metrics(sums)
+        return self._metrics(sums) | bleu
 
     def _metrics(self, sums: dict[str, float]) -> dict[str, float]:
         out: dict[str, float] = {}

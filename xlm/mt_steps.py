@@ -32,7 +32,7 @@ def translation_loss(model: EncoderDecoder, src: Tensor, src_len: Tensor, src_la
                      tgt_len: Tensor, tgt_lang: int) -> StepLoss:
     """Teacher-forced loss: position ``t < len - 1`` of ``tgt`` ``(batch, tgt)`` predicts ``tgt[t + 1]``
     (the original's ``pred_mask = alen < len2 - 1``, ``y = x2[1:]``); both sides framed ``</s> .. </s>``."""
-    h = model(src, src_len, src_lang, tgt, tgt_len, tgt_lang)
+    h = model.teacher_forced(src, src_len, src_lang, tgt, tgt_len, tgt_lang)
     pred_mask = torch.arange(tgt.shape[1], device=tgt.device)[None] < (tgt_len - 1)[:, None]
     y = tgt[:, 1:][pred_mask[:, :-1]]
     scores = model.decoder.predict(h[pred_mask])
@@ -40,16 +40,23 @@ def translation_loss(model: EncoderDecoder, src: Tensor, src_len: Tensor, src_la
     return StepLoss(loss, int((scores.argmax(-1) == y).sum()), int(y.numel()))
 
 
+class BackTranslated(NamedTuple):
+    x: Tensor        # (batch, len) framed </s> .. </s>, right-padded
+    lengths: Tensor  # (batch,)
+    padded: bool     # some row shorter than len (known on the host: no device read)
+
+
 @torch.no_grad()
 def back_translate(model: EncoderDecoder, x: Tensor, lengths: Tensor, lang: int, other_lang: int,
-                   eos_index: int = EOS_INDEX) -> tuple[Tensor, Tensor]:
-    """Greedy translation of ``x`` ``(batch, seq)`` into ``other_lang``, framed and right-padded
-    ``(batch, len)`` with its lengths; no gradient, eval mode (restored after), ``max_len`` the
-    original's ``1.3 * longest + 5``. The result is a constant input for the training step."""
+                   eos_index: int = EOS_INDEX) -> BackTranslated:
+    """Greedy translation of ``x`` ``(batch, seq)`` into ``other_lang``, framed and right-padded, with
+    its lengths; no gradient, eval mode (restored after), ``max_len`` the original's
+    ``1.3 * longest + 5``. The result is a constant input for the training step."""
     max_len = min(int(1.3 * int(lengths.max()) + 5), model.cfg.max_positions - model.cfg.position_offset)
     hyp = translate_ids(model, x, lengths, lang, other_lang, max_len=max_len, eos_index=eos_index)
-    out_len = torch.tensor([len(t) + 2 for t in hyp.tokens], device=x.device)
-    out = torch.full((len(hyp.tokens), int(out_len.max())), model.pad_index, dtype=torch.long, device=x.device)
+    n = [len(t) + 2 for t in hyp.tokens]
+    out = torch.full((len(n), max(n)), model.pad_index, dtype=torch.long)
     for i, t in enumerate(hyp.tokens):
-        out[i, : len(t) + 2] = torch.tensor([eos_index, *t, eos_index], device=x.device)
-    return out, out_len
+        out[i, : n[i]] = torch.tensor([eos_index, *t, eos_index])
+    return BackTranslated(out.to(x.device, non_blocking=True), torch.tensor(n).to(x.device, non_blocking=True),
+                          min(n) < max(n))

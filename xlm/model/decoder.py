@@ -11,6 +11,8 @@ batch-first: ``(batch, seq)`` in, ``(batch, seq, emb_dim)`` out.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -197,11 +199,57 @@ class EncoderDecoder(nn.Module):
         """Source ``(batch, src)`` -> ``(batch, src, emb_dim)`` (bidirectional, as the original encoder)."""
         return self.encoder(x, lengths=lengths, langs=lang, causal=False)
 
-    def forward(self, src: Tensor, src_len: Tensor, src_lang: Tensor | int, tgt: Tensor, tgt_len: Tensor,
-                tgt_lang: Tensor | int) -> Tensor:
+    def forward(self, x: Tensor, lengths: Tensor | None = None, langs: Tensor | int | None = None,
+                positions: Tensor | None = None, causal: bool = False, attn_mask: Tensor | None = None,
+                padded: bool | None = None, *, source: Any = None) -> Tensor:
+        """The model call of the training objectives (:class:`xlm.objectives.Batch` inputs).
+
+        Without ``source``: the encoder's forward (MLM/CLM on the encoder, as the original's
+        ``encoder('fwd', ...)``). With ``source`` (``.x`` ``(batch, src)``, ``.lengths``, ``.langs``,
+        ``.padded``): the decoder states ``(batch, tgt, emb_dim)`` of the target ``x``, teacher-forced
+        (always causal; ``attn_mask`` is not supported there). Scores: ``predict(h, decoder=True)``.
+        """
+        if source is None:
+            return self.encoder(x, lengths=lengths, langs=langs, positions=positions, causal=causal,
+                                attn_mask=attn_mask, padded=padded)
+        if attn_mask is not None:
+            raise ValueError("attn_mask: not supported on the decoder side (it is causal)")
+        enc = self.encoder(source.x, lengths=source.lengths, langs=source.langs, causal=False, padded=source.padded)
+        return self.decoder(x, lengths=lengths, langs=langs, positions=positions, src_enc=enc,
+                            src_len=source.lengths)
+
+    def teacher_forced(self, src: Tensor, src_len: Tensor, src_lang: Tensor | int, tgt: Tensor, tgt_len: Tensor,
+                       tgt_lang: Tensor | int) -> Tensor:
         """Teacher-forced decoder states ``(batch, tgt, emb_dim)``; scores come from ``decoder.predict``."""
         enc = self.encode(src, src_len, src_lang)
         return self.decoder(tgt, lengths=tgt_len, langs=tgt_lang, src_enc=enc, src_len=src_len)
 
+    def predict(self, h: Tensor, decoder: bool = False) -> Tensor:
+        """Scores ``(n, n_words)`` of states ``h`` ``(n, emb_dim)``: the decoder's output layer for decoder
+        states, else the encoder's (each side has its own, tied to its own embeddings as the original)."""
+        return (self.decoder if decoder else self.encoder).predict(h)
+
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    @property
+    def n_layers(self) -> int:
+        """Layers of each side (encoder and decoder have the same depth here, as the original's default)."""
+        return self.encoder.n_layers
+
+    def blocks(self) -> list[nn.Module]:
+        """The per-layer modules FSDP2 shards one by one (both sides, cross-attention included)."""
+        return [*self.encoder.attentions, *self.encoder.ffns, *self.decoder.attentions, *self.decoder.encoder_attn,
+                *self.decoder.ffns]
+
+    def flops_per_token(self, seq_len: int, n_predicted_fraction: float = 1.0) -> float:
+        """Approximate training FLOPs per target token for MFU logging: both stacks (as if the source were as
+        long as the target) plus the decoder's cross-attention projections."""
+        d, L = self.dim, self.n_layers
+        cross = 3.0 * L * (2 * 4 * d * d + 2 * 2 * seq_len * d)
+        return self.encoder.flops_per_token(seq_len, 0.0) + self.decoder.flops_per_token(
+            seq_len, n_predicted_fraction) + cross

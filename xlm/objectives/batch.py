@@ -1,5 +1,8 @@
 """A task's model inputs and targets (:class:`Batch`), and the loss every objective shares.
 
+Encoder objectives (MLM, TLM, CLM, CAMLM, BTMLM) feed ``x`` to the model; translation objectives
+(AE, MT, BT) also carry a :class:`Source`, the encoder's input, and then ``x`` is the decoder's
+target side, scored by the decoder's output layer (``model.predict(h, decoder=True)``).
 Every loss is the mean cross-entropy over the predicted tokens, computed by scoring only those
 positions (``model.predict(h[pred_mask])``), never full-vocabulary logits everywhere.
 Objectives whose batch needs the model before the loss (BTMLM's pseudo tokens) leave a ``pending``
@@ -23,6 +26,24 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class Source:
+    """The encoder input of a translation batch (``x`` ``(bs, src_len)`` framed ``</s> .. </s>``)."""
+
+    x: Tensor
+    lengths: Tensor  # (bs,)
+    langs: Tensor | int
+    padded: bool | None = None  # some row shorter than x.shape[1] (None: the model finds out, with a sync)
+
+    def to(self, device: torch.device) -> Source:
+        move = lambda t: t.to(device, non_blocking=True) if isinstance(t, Tensor) else t  # noqa: E731
+        return Source(move(self.x), move(self.lengths), move(self.langs), self.padded)
+
+    def pin_memory(self) -> Source:
+        pin = lambda t: t.pin_memory() if isinstance(t, Tensor) else t  # noqa: E731
+        return Source(pin(self.x), pin(self.lengths), pin(self.langs), self.padded)
+
+
+@dataclass
 class Batch:
     """Model inputs and the prediction targets of one task (tensors, batch-first)."""
 
@@ -35,7 +56,8 @@ class Batch:
     targets: Tensor  # (n_pred,) ids to predict, in row-major order of pred_mask
     causal: bool
     attn_mask: Tensor | None = None  # (bs, slen, slen) bool, True: query i may attend key j (CAMLM, BTMLM)
-    pending: Any = None  # objective-specific step run by prepare() with the model (BTMLM generation)
+    pending: Any = None  # objective-specific step run by prepare() with the model (BTMLM, BT generation)
+    source: Source | None = None  # translation objectives: the encoder's input; x is then the target side
 
     @property
     def n_tokens(self) -> int:
@@ -47,16 +69,24 @@ class Batch:
 
     def inputs(self) -> dict[str, Any]:
         """Keyword arguments of the model's forward besides ``x``."""
-        return {"lengths": self.lengths, "langs": self.langs, "positions": self.positions, "causal": self.causal,
-                "attn_mask": self.attn_mask}
+        out = {"lengths": self.lengths, "langs": self.langs, "positions": self.positions, "causal": self.causal,
+               "attn_mask": self.attn_mask}
+        if self.source is not None:
+            out["source"] = self.source
+        return out
+
+    def head(self) -> dict[str, Any]:
+        """Keyword arguments of ``model.predict``: the decoder's output layer for translation batches."""
+        return {} if self.source is None else {"decoder": True}
 
     def to(self, device: torch.device) -> Batch:
         if device.type == "cpu":
             return self
         move = lambda t: t.to(device, non_blocking=True) if isinstance(t, Tensor) else t
         pending = self.pending.to(device) if self.pending is not None else None
+        source = self.source.to(device) if self.source is not None else None
         return Batch(self.task, move(self.x), move(self.lengths), move(self.langs), move(self.positions),
-                     move(self.pred_mask), move(self.targets), self.causal, move(self.attn_mask), pending)
+                     move(self.pred_mask), move(self.targets), self.causal, move(self.attn_mask), pending, source)
 
 
 def as_batch(task: Task, raw: RawBatch, x: np.ndarray, pred_mask: np.ndarray, targets: np.ndarray,
@@ -84,7 +114,7 @@ def prepare(model: nn.Module, batch: Batch) -> Batch:
 def predict(model: nn.Module, batch: Batch) -> Tensor:
     """Scores ``(n_pred, n_words)`` for the predicted positions only."""
     h = model(batch.x, **batch.inputs())
-    return getattr(model, "module", model).predict(h[batch.pred_mask])  # through a DDP wrapper too
+    return getattr(model, "module", model).predict(h[batch.pred_mask], **batch.head())  # through a DDP wrapper too
 
 
 def loss(model: nn.Module, batch: Batch) -> Tensor:

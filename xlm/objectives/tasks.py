@@ -49,8 +49,11 @@ class Task:
 
     @property
     def entry(self) -> str:
-        """The config spelling: ``en``, ``en-fr``, ``en>fr``."""
-        return self.lang1 if self.lang2 is None else f"{self.lang1}{self.spec.separator}{self.lang2}"
+        """The config spelling: ``en``, ``en-fr``, ``en>fr``, back-translation ``en-fr-en``."""
+        if self.lang2 is None:
+            return self.lang1
+        sep = self.spec.separator
+        return f"{self.lang1}{sep}{self.lang2}" + (f"{sep}{self.lang1}" if self.spec.entries == "roundtrip" else "")
 
     @property
     def name(self) -> str:
@@ -75,9 +78,20 @@ def parse_tasks(cfg: ObjectivesConfig) -> list[Task]:
     tasks = []
     for name, spec in OBJECTIVES.items():
         for entry in getattr(cfg, name):
-            l1, _, l2 = entry.partition(spec.separator)
-            tasks.append(Task(name, l1, l2 or None))
+            parts = entry.split(spec.separator)  # a round trip l1-l2-l1 is kept as (l1, l2)
+            tasks.append(Task(name, parts[0], parts[1] if len(parts) > 1 else None))
     return tasks
+
+
+def eval_tasks(tasks: list[Task]) -> list[Task]:
+    """What evaluation scores for these training tasks, in order, without repeats (BT ``en-fr-en``
+    is scored as MT ``fr-en``; AE is not scored), as the original's evaluator."""
+    out: list[Task] = []
+    for task in tasks:
+        e = task.spec.eval_task(task)
+        if e is not None and e not in out:
+            out.append(e)
+    return out
 
 
 def schedule_value(points: Sequence[tuple[int, float]], step: int) -> float:
@@ -124,6 +138,11 @@ class TaskDrawer:
                 out.append(group)
         return out
 
+    def _draws_all(self, objective: str) -> bool:
+        from xlm.objectives.registry import OBJECTIVES
+
+        return OBJECTIVES[objective].draw_all
+
     def expected_tokens(self, tokens: dict[Task, float], step: int = 0) -> float:
         """Expected input tokens of one draw at ``step``, given each task's tokens per batch."""
         total = 0.0
@@ -133,7 +152,10 @@ class TaskDrawer:
                 continue
             for group in groups:
                 probs = sampling_probs([self.sizes[t] for t in group], self.lg_sampling_factor)
-                total += min(MAX_TASKS_PER_DRAW, len(group)) * sum(p * tokens[t] for p, t in zip(probs, group))
+                if self._draws_all(objective):
+                    total += sum(tokens[t] for t in group)
+                else:
+                    total += min(MAX_TASKS_PER_DRAW, len(group)) * sum(p * tokens[t] for p, t in zip(probs, group))
         return total
 
     def draw(self, step: int, gen: np.random.Generator) -> list[tuple[Task, float]]:
@@ -146,6 +168,9 @@ class TaskDrawer:
             if weight == 0:
                 continue  # as the original: a zero coefficient skips the objective entirely
             for group in groups:
+                if self._draws_all(objective):  # every entry once, in a random order (the original's AE, BT)
+                    out += [(group[i], weight) for i in gen.permutation(len(group))]
+                    continue
                 probs = sampling_probs([self.sizes[t] for t in group], self.lg_sampling_factor)
                 picks = gen.choice(len(group), size=min(MAX_TASKS_PER_DRAW, len(group)), replace=True, p=probs)
                 out += [(group[i], weight) for i in picks]

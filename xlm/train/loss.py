@@ -42,11 +42,11 @@ class LossModule(nn.Module):
             inputs["attn_mask"] = segment_attention_mask(segments)
         h = self.module(b.x, padded=padded, **inputs)
         h = h[b.pred_mask] if pred_index is None else h.reshape(-1, h.shape[-1]).index_select(0, pred_index)
-        scores = self.module.predict(h)
+        scores = self.module.predict(h, **b.head())
         return F.cross_entropy(scores.float(), b.targets, reduction="sum")
 
-    def predict(self, h: torch.Tensor) -> torch.Tensor:
-        return self.module.predict(h)
+    def predict(self, h: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self.module.predict(h, **kwargs)
 
 
 def mark_dynamic(batch: Batch, pred_index: torch.Tensor, segments: torch.Tensor | None = None) -> None:

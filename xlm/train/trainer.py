@@ -53,13 +53,15 @@ from xlm.distributed import (
     wrap_model,
 )
 from xlm.errors import XLMError
+from xlm.eval_mt import BleuEvaluator
 from xlm.eval_original import OriginalEvaluator, original_evaluator
 from xlm.evaluation import Evaluator, metric_names
-from xlm.initialize import init_embeddings, init_from
+from xlm.initialize import init_embeddings, init_encoder_decoder, init_from
 from xlm.io import atomic_write_text
 from xlm.logging import RunLogger, format_eval_lines
+from xlm.model.decoder import EncoderDecoder
 from xlm.model.transformer import TransformerModel
-from xlm.objectives import Masker, TaskDrawer, parse_tasks
+from xlm.objectives import Masker, TaskDrawer, eval_tasks, parse_tasks
 from xlm.optim import LRScheduler, build_optimizer, use_fused
 from xlm.precision import RoundingMasker, make_scaler, resolve_precision
 from xlm.precision import autocast as precision_autocast
@@ -90,7 +92,7 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
         self.tasks = parse_tasks(cfg.objectives)
         if not self.tasks:
             raise XLMError("objectives: nothing to train (set objectives.mlm and/or objectives.clm)")
-        self.metric_names = metric_names(self.tasks)
+        self.metric_names = metric_names(self.tasks, bleu=cfg.train.eval_bleu)
         vm = cfg.train.validation_metric
         if vm and vm.lstrip("_") not in self.metric_names:
             raise XLMError(f"train.validation_metric: {vm!r} is not computed by this run; choose one of "
@@ -119,17 +121,24 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
             self.evaluator = original_evaluator(cfg, self.tasks, self.data.eval_sets, self.data.lang2id, n_words,
                                                 rank, world)
         else:
-            self.evaluator = Evaluator(self.tasks, self.data.eval_sets, self.masker, cfg.data.batch_size,
-                                       cfg.run.seed, cfg.objectives.context_size, rank, world, log=self.log.info)
+            bleu = BleuEvaluator(self.data.dictionary.id2word, cfg.data.batch_size, cfg.train.beam_size,
+                                 cfg.train.length_penalty, cfg.train.early_stopping, rank,
+                                 world) if cfg.train.eval_bleu else None
+            self.evaluator = Evaluator(eval_tasks(self.tasks), self.data.eval_sets, self.masker, cfg.data.batch_size,
+                                       cfg.run.seed, cfg.objectives.context_size, rank, world, log=self.log.info,
+                                       bleu=bleu)
 
         torch.manual_seed(torch_seed(cfg.run.seed))  # same initial weights on every rank
         if cfg.model.pad_index != self.data.dictionary.pad_index:
             raise XLMError(f"model.pad_index: {cfg.model.pad_index}, but <pad> is id {self.data.dictionary.pad_index} "
                            f"in the vocabulary of {cfg.data.path}")
-        self.model = TransformerModel(cfg.model, n_words, len(cfg.data.langs)).to(self.device)
+        self.model: TransformerModel | EncoderDecoder = (
+            TransformerModel if cfg.model.encoder_only else EncoderDecoder)(cfg.model, n_words, len(cfg.data.langs))
+        self.model.to(self.device)
         # self.wrapped: DDP / FSDP2 around the loss module (the loss module itself with one process);
         # self.train_model: what a training step calls (compiled when train.compile).
-        blocks = [*self.model.attentions, *self.model.ffns]
+        blocks = self.model.blocks() if isinstance(self.model, EncoderDecoder) else [*self.model.attentions,
+                                                                                      *self.model.ffns]
         self.wrapped = wrap_model(LossModule(self.model), cfg.train.parallelism, self.device, blocks)
         self.fsdp = is_fsdp(self.wrapped)
         self.train_model = (torch.compile(self.wrapped, backend=cfg.train.compile_backend) if cfg.train.compile
@@ -253,18 +262,28 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
             self.log.info(f"no step checkpoint to resume: starting again at step 0; {self.ckpt.best_path} "
                           f"({cfg.train.validation_metric.lstrip('_')} = {best:.4f}, step {best_step}) is kept "
                           "until a better model replaces it")
-        if cfg.init.from_ or cfg.init.emb:
+        if cfg.init.from_ or cfg.init.emb or cfg.init.encoder or cfg.init.decoder:
             for line in self.initialize():
                 self.log.info(line)
 
     def initialize(self) -> list[str]:
-        """Apply ``init.from`` then ``init.emb`` to the (fresh) model; returns the report lines."""
+        """Apply ``init.from`` (``init.encoder`` / ``init.decoder``) then ``init.emb`` to the (fresh) model;
+        returns the report lines."""
         cfg, lines = self.cfg.init, []
+        d, lang2id = self.data.dictionary, self.data.lang2id
+        if isinstance(self.model, EncoderDecoder):
+            if cfg.encoder or cfg.decoder or cfg.from_:
+                for report in init_encoder_decoder(self.model, d, lang2id, cfg.encoder or cfg.from_,
+                                                   cfg.decoder or cfg.from_, cfg.strict):
+                    lines += report.lines()
+            if cfg.emb:
+                lines += [init_embeddings(side, d, cfg.emb) for side in (self.model.encoder, self.model.decoder)]
+            return lines
         if cfg.from_:
-            report = init_from(self.model, self.data.dictionary, self.data.lang2id, cfg.from_, cfg.strict)
+            report = init_from(self.model, d, lang2id, cfg.from_, cfg.strict)
             lines += report.lines()
         if cfg.emb:
-            lines.append(init_embeddings(self.model, self.data.dictionary, cfg.emb))
+            lines.append(init_embeddings(self.model, d, cfg.emb))
         return lines
 
     def evaluate_only(self) -> dict[str, float]:
@@ -278,7 +297,7 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
                 self.model.load_state_dict(ckpt["model"])
                 self.state.step = int(ckpt["train_state"]["step"])
                 self.log.info(f"eval_only: {path} (step {self.state.step})")
-            elif self.cfg.init.from_ or self.cfg.init.emb:
+            elif self.cfg.init.from_ or self.cfg.init.emb or self.cfg.init.encoder or self.cfg.init.decoder:
                 for line in self.initialize():
                     self.log.info(line)
             else:
