@@ -5,7 +5,8 @@ of scripts/objectives_experiment.py (``data/processed/msgcorpus_disjoint/``, mad
 ``make_disjoint``): pairs = sentence ids ``[0, n/3)``, monolingual English = the English side of
 ``[n/3, 2n/3)``, monolingual French = the French side of ``[2n/3, n)``; no sentence in two roles.
 
-Stages, per seed (configs/tiny.yaml's model and optimizer everywhere):
+Stages, per seed (configs/tiny.yaml's model and optimizer everywhere; the translation models by
+configs/tiny_mt.yaml and configs/tiny_unmt.yaml, the same model with a decoder):
 
 1. pretraining (encoder-only): ``mlm`` = MLM on the monolingual en and fr files, ``tlm`` = the same
    plus TLM on the pairs, ``--pretrain-steps`` steps;
@@ -30,7 +31,7 @@ Stages, per seed (configs/tiny.yaml's model and optimizer everywhere):
 
 Rerunning skips finished stages. Results: ``RUNS/results.json`` and ``RUNS/results.md``.
 
-    OMP_NUM_THREADS=1 python scripts/mt_experiment.py --seeds 0 1 2 --steps 600 --pretrain-steps 1000
+    OMP_NUM_THREADS=1 python scripts/mt_experiment.py --seeds 0 1 2 --steps 400 --unsup-steps 150
 """
 
 from __future__ import annotations
@@ -58,14 +59,12 @@ INIT = {"sup-random": None, "sup-tlm": "tlm", "unsup-random": None, "unsup-mlm":
 NAMES = {"copy": "copy the source (baseline)", "sup-random": "supervised MT, random init",
          "sup-tlm": "supervised MT, MLM+TLM init", "unsup-random": "unsupervised AE+BT, random init",
          "unsup-mlm": "unsupervised AE+BT, MLM init"}
-UNMT_NOISE = ["objectives.word_shuffle=3", "objectives.word_dropout=0.1", "objectives.word_blank=0.1"]
 
 
-def objectives(setting: str, steps: int) -> list[str]:
-    if setting.startswith("sup-"):
-        return ["objectives.mt=[en-fr,fr-en]"]
-    return ["objectives.ae=[en,fr]", "objectives.bt=[en-fr-en,fr-en-fr]",
-            f"objectives.lambda_ae=0:1,{steps // 3}:0.1,{steps}:0", *UNMT_NOISE]
+def config(setting: str) -> str:
+    """configs/tiny_mt.yaml (supervised) or configs/tiny_unmt.yaml (AE + BT, the original's noise): the
+    model of configs/tiny.yaml, the encoders' size."""
+    return "configs/tiny_mt.yaml" if setting.startswith("sup-") else "configs/tiny_unmt.yaml"
 
 
 def final_checkpoint(run: Path, steps: int) -> Path:
@@ -73,11 +72,12 @@ def final_checkpoint(run: Path, steps: int) -> Path:
 
 
 def mt_cmd(setting: str, seed: int, steps: int, runs: Path, data: Path, pretrain_steps: int) -> list[str]:
-    cmd = [sys.executable, "train.py", "--config", "configs/tiny.yaml", f"run.dir={runs}/{setting}-s{seed}",
-           f"data.path={data}", f"run.seed={seed}", "model.encoder_only=false", "objectives.mlm=[]",
-           *objectives(setting, steps), f"train.max_steps={steps}", f"train.eval_every={steps}",
-           f"train.save_every={steps}", "train.eval_at_start=false", "run.tensorboard=false",
-           "train.validation_metric=_valid_en-fr_mt_ppl"]
+    cmd = [sys.executable, "train.py", "--config", config(setting), f"run.dir={runs}/{setting}-s{seed}",
+           f"data.path={data}", f"run.seed={seed}", f"train.max_steps={steps}", f"train.eval_every={steps}",
+           f"train.save_every={steps}", "run.tensorboard=false", "train.eval_bleu=false",
+           "train.validation_metric=_valid_en-fr_mt_ppl"]  # BLEU: scored below, on the test pairs
+    if setting.startswith("unsup-"):  # the original's '0:1,100000:0.1,300000:0', scaled to the run
+        cmd.append(f"objectives.lambda_ae=0:1,{steps // 3}:0.1,{steps}:0")
     if INIT[setting]:
         init = final_checkpoint(runs / f"{INIT[setting]}-s{seed}", pretrain_steps)
         cmd += [f"init.encoder={init}", f"init.decoder={init}"]
@@ -193,7 +193,8 @@ def tables(results: dict, seeds: list[int], beam_size: int) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=600, help="training steps of each translation model")
+    ap.add_argument("--steps", type=int, default=400, help="training steps of each supervised translation model")
+    ap.add_argument("--unsup-steps", type=int, default=0, help="steps of each unsupervised one (0: --steps)")
     ap.add_argument("--pretrain-steps", type=int, default=1000, help="steps of each pretrained encoder")
     ap.add_argument("--beam-size", type=int, default=1, help="1: greedy decoding")
     ap.add_argument("--runs", default="runs/mt")
@@ -224,13 +225,14 @@ def main(argv: list[str] | None = None) -> None:
     for seed in args.seeds:  # seed by seed: a partial run still gives complete rows
         for setting in args.settings:
             key, run = f"{setting}-s{seed}", runs / f"{setting}-s{seed}"
+            steps = args.unsup_steps if setting.startswith("unsup-") and args.unsup_steps else args.steps
             entry = json.loads(results_path.read_text()).get(key, {})
-            if entry.get("steps") == args.steps and "bleu" in entry:
+            if entry.get("steps") == steps and "bleu" in entry:
                 continue
-            final = final_checkpoint(run, args.steps)
+            final = final_checkpoint(run, steps)
             if not final.exists():
-                sh(mt_cmd(setting, seed, args.steps, runs, data, args.pretrain_steps), runs / f"{key}.out")
-            entry = {"steps": args.steps, "train_s": training_seconds(run), "beam_size": args.beam_size,
+                sh(mt_cmd(setting, seed, steps, runs, data, args.pretrain_steps), runs / f"{key}.out")
+            entry = {"steps": steps, "train_s": training_seconds(run), "beam_size": args.beam_size,
                      "bleu": score(final, run / "test", refs, args.beam_size)}
             save_results(results_path, {key: entry})
             print(key, json.dumps(entry["bleu"]), flush=True)
