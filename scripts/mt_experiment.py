@@ -157,13 +157,21 @@ def training_seconds(run: Path) -> float | None:
     return float(m[-1]) if m else None
 
 
+def test_metrics(run: Path, steps: int) -> dict[str, float]:
+    """The trainer's final teacher-forced ``test_{l1}-{l2}_mt_ppl`` / ``_mt_acc`` (metrics.jsonl)."""
+    for line in reversed((run / "metrics.jsonl").read_text().splitlines()):
+        m = json.loads(line)
+        if m.get("kind") == "eval" and m.get("step") == steps:
+            return {k: v for k, v in m.items() if k.startswith("test_") and "_mt_" in k}
+    raise SystemExit(f"error: {run}/metrics.jsonl: no evaluation at step {steps}")
+
+
 def tables(results: dict, seeds: list[int], beam_size: int) -> str:
-    done = [s for s in seeds if all("bleu" in results.get(f"{k}-s{s}", {}) for k in SETTINGS)]
     some = {k: [s for s in seeds if "bleu" in results.get(f"{k}-s{s}", {})] for k in SETTINGS}
     steps = {k: sorted({results[f"{k}-s{s}"]["steps"] for s in some[k]}) for k in SETTINGS}
     decoding = "greedy" if beam_size == 1 else f"beam {beam_size}"
     lines = [f"BLEU on the 600 test pairs ({decoding}; case-insensitive, references lowercased and stripped of "
-             f"accents as the training text); mean ± sd over seeds {done if done else 'not all done'}", "",
+             "accents as the training text); mean ± sd over the seeds listed", "",
              "| model | steps | seeds | en→fr | fr→en | en→fr tokenized | fr→en tokenized |",
              "|---|---|---|---|---|---|---|"]
     c = results.get("copy", {}).get("bleu")
@@ -178,14 +186,17 @@ def tables(results: dict, seeds: list[int], beam_size: int) -> str:
         cells = [mean_sd([b[d][m] for b in bs]) for m in ("sacrebleu", "tokenized") for d in ("en-fr", "fr-en")]
         lines.append(f"| {NAMES[k]} | {','.join(map(str, steps[k]))} | {','.join(map(str, some[k]))} | "
                      + " | ".join(cells) + " |")
-    lines += ["", "Per seed (sacreBLEU; tokenized in brackets; training seconds):", "",
-              "| model | seed | en→fr | fr→en | train s |", "|---|---|---|---|---|"]
+    lines += ["", "Per seed (sacreBLEU, tokenized BLEU in brackets; the trainer's teacher-forced test perplexity; "
+              "training seconds on the shared 2-core CPU):", "",
+              "| model | seed | en→fr | fr→en | ppl en→fr | ppl fr→en | train s |", "|---|---|---|---|---|---|---|"]
     for k in SETTINGS:
         for s in some[k]:
             r = results[f"{k}-s{s}"]
             b = r["bleu"]
             lines.append(f"| {NAMES[k]} | {s} | " + " | ".join(
-                f"{b[d]['sacrebleu']:.2f} ({b[d]['tokenized']:.2f})" for d in ("en-fr", "fr-en"))
+                f"{b[d]['sacrebleu']:.2f} ({b[d]['tokenized']:.2f})" for d in ("en-fr", "fr-en")) + " | "
+                + " | ".join(f"{r['test_mt'][f'test_{d}_mt_ppl']:.1f}" if "test_mt" in r else ""
+                             for d in ("en-fr", "fr-en"))
                 + f" | {r.get('train_s') or ''} |")
     return "\n".join(lines) + "\n"
 
@@ -227,13 +238,13 @@ def main(argv: list[str] | None = None) -> None:
             key, run = f"{setting}-s{seed}", runs / f"{setting}-s{seed}"
             steps = args.unsup_steps if setting.startswith("unsup-") and args.unsup_steps else args.steps
             entry = json.loads(results_path.read_text()).get(key, {})
-            if entry.get("steps") == steps and "bleu" in entry:
+            if entry.get("steps") == steps and "bleu" in entry and "test_mt" in entry:
                 continue
             final = final_checkpoint(run, steps)
             if not final.exists():
                 sh(mt_cmd(setting, seed, steps, runs, data, args.pretrain_steps), runs / f"{key}.out")
             entry = {"steps": steps, "train_s": training_seconds(run), "beam_size": args.beam_size,
-                     "bleu": score(final, run / "test", refs, args.beam_size)}
+                     "test_mt": test_metrics(run, steps), "bleu": score(final, run / "test", refs, args.beam_size)}
             save_results(results_path, {key: entry})
             print(key, json.dumps(entry["bleu"]), flush=True)
             table = tables(json.loads(results_path.read_text()), args.seeds, args.beam_size)
