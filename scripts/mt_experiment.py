@@ -71,7 +71,8 @@ def final_checkpoint(run: Path, steps: int) -> Path:
     return run / "checkpoints" / f"step-{steps:08d}.pt"
 
 
-def mt_cmd(setting: str, seed: int, steps: int, runs: Path, data: Path, pretrain_steps: int) -> list[str]:
+def mt_cmd(setting: str, seed: int, steps: int, runs: Path, data: Path, pretrain_steps: int,
+           encoders: Path) -> list[str]:
     cmd = [sys.executable, "train.py", "--config", config(setting), f"run.dir={runs}/{setting}-s{seed}",
            f"data.path={data}", f"run.seed={seed}", f"train.max_steps={steps}", f"train.eval_every={steps}",
            f"train.save_every={steps}", "run.tensorboard=false", "train.eval_bleu=false",
@@ -79,7 +80,7 @@ def mt_cmd(setting: str, seed: int, steps: int, runs: Path, data: Path, pretrain
     if setting.startswith("unsup-"):  # the original's '0:1,100000:0.1,300000:0', scaled to the run
         cmd.append(f"objectives.lambda_ae=0:1,{steps // 3}:0.1,{steps}:0")
     if INIT[setting]:
-        init = final_checkpoint(runs / f"{INIT[setting]}-s{seed}", pretrain_steps)
+        init = final_checkpoint(encoders / f"{INIT[setting]}-s{seed}", pretrain_steps)
         cmd += [f"init.encoder={init}", f"init.decoder={init}"]
     return cmd
 
@@ -209,12 +210,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pretrain-steps", type=int, default=1000, help="steps of each pretrained encoder")
     ap.add_argument("--beam-size", type=int, default=1, help="1: greedy decoding")
     ap.add_argument("--runs", default="runs/mt")
+    ap.add_argument("--encoders", default="", help="folder of the pretrained encoders (default: --runs)")
     ap.add_argument("--stages", nargs="+", choices=("pretrain", "mt"), default=["pretrain", "mt"],
                     help="pretrain: the encoders only; mt: the translation models and their scores")
     ap.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
     args = ap.parse_args(argv)
     runs = ROOT / args.runs
     runs.mkdir(parents=True, exist_ok=True)
+    encoders = ROOT / (args.encoders or args.runs)
     if not (SOURCE / "vocab").exists():
         sh([sys.executable, "preprocess.py", "run", "configs/data/msgcorpus_slice.yaml"])
     data = make_disjoint()
@@ -222,10 +225,10 @@ def main(argv: list[str] | None = None) -> None:
     if "pretrain" in args.stages:
         for seed in args.seeds:
             for kind in ("tlm", "mlm"):
-                if not final_checkpoint(runs / f"{kind}-s{seed}", args.pretrain_steps).exists():
-                    sh(pretrain_cmd(kind, seed, args.pretrain_steps, runs, data), runs / f"{kind}-s{seed}.out")
-                save_results(results_path, {f"{kind}-s{seed}": {"steps": args.pretrain_steps,
-                                                               "train_s": training_seconds(runs / f"{kind}-s{seed}")}})
+                if not final_checkpoint(encoders / f"{kind}-s{seed}", args.pretrain_steps).exists():
+                    sh(pretrain_cmd(kind, seed, args.pretrain_steps, encoders, data), encoders / f"{kind}-s{seed}.out")
+                save_results(results_path, {f"{kind}-s{seed}": {
+                    "steps": args.pretrain_steps, "train_s": training_seconds(encoders / f"{kind}-s{seed}")}})
     if "mt" not in args.stages:
         return
     refs = runs / "refs"
@@ -242,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             final = final_checkpoint(run, steps)
             if not final.exists():
-                sh(mt_cmd(setting, seed, steps, runs, data, args.pretrain_steps), runs / f"{key}.out")
+                sh(mt_cmd(setting, seed, steps, runs, data, args.pretrain_steps, encoders), runs / f"{key}.out")
             entry = {"steps": steps, "train_s": training_seconds(run), "beam_size": args.beam_size,
                      "test_mt": test_metrics(run, steps), "bleu": score(final, run / "test", refs, args.beam_size)}
             save_results(results_path, {key: entry})
