@@ -159,7 +159,6 @@ def test_init_encoder_and_decoder_from_a_pretrained_encoder(data, tmp_path):
      "objectives.word_blank: only used by objectives.ae"),
     ([*ENC_DEC, "objectives.mt=[en-fr]", "objectives.camlm=[en-fr]"], "objectives.camlm: not with an encoder-decoder"),
     (["train.eval_bleu=true"], "train.eval_bleu: needs objectives.mt or objectives.bt"),
-    ([*ENC_DEC, "objectives.mt=[en-fr]", "train.compile=true"], "train.compile: not implemented for encoder-decoder"),
     ([*ENC_DEC, "objectives.mt=[en-fr]", "train.eval_bleu=true", "train.parallelism=fsdp"],
      "train.eval_bleu: decoding runs outside the sharded forward"),
 ])

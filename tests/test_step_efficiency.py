@@ -17,6 +17,7 @@ from xlm.errors import XLMError
 from xlm.objectives import make_batch
 from xlm.objectives.registry import OBJECTIVES
 from xlm.train.loss import LossModule, mark_dynamic
+from xlm.train.prefetch import pred_capacity
 from xlm.trainer import Trainer
 
 aten = torch.ops.aten
@@ -175,15 +176,15 @@ def test_the_loss_module_compiles_without_graph_breaks(data, tmp_path):
         module(m.batch, m.pred_index, m.padded).backward()
 
 
-@pytest.mark.parametrize("objective", [o for o in WITH_OBJECTIVE if not OBJECTIVES[o].decoder])
+@pytest.mark.parametrize("objective", list(WITH_OBJECTIVE))
 def test_a_compiled_run_compiles_a_bounded_number_of_graphs(data, tmp_path, objective):
     """Varying batch and sequence sizes and prediction counts do not recompile (marked dynamic); what
     does: padded rows or not, the language tensor's rank, an objective's own attention mask. Dynamo
     decides graphs the same for every backend; ``eager`` keeps the test fast. MLM+TLM: at most 4; each
     other registered objective added to it: CLM within the same 4, an objective with its own attention
     mask (CAMLM, BTMLM) at most 2 more, padded rows or not (measured: 5). BTMLM's generation runs
-    outside the compiled module. Encoder-decoder models are not compiled yet (the config refuses it;
-    tests/test_mt_training.py)."""
+    outside the compiled module, as BT's. An encoder-decoder (AE, MT, BT added, MLM+TLM on its encoder)
+    compiles its decoder graphs besides: at most 6."""
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
@@ -193,8 +194,35 @@ def test_a_compiled_run_compiles_a_bounded_number_of_graphs(data, tmp_path, obje
                        *WITH_OBJECTIVE[objective])
     trainer.train()
     assert trainer.state.step == 24
-    bound = 6 if objective in ("camlm", "btmlm") else 4
+    bound = 6 if objective in ("camlm", "btmlm") or OBJECTIVES[objective].decoder else 4
     assert 1 <= counters["stats"]["unique_graphs"] <= bound, dict(counters["stats"])
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    torch._dynamo.reset()
+
+
+def test_a_compiled_packed_run_has_one_static_shape_per_packed_task(data, tmp_path):
+    """With data.pack the TLM batches are one shape, not marked dynamic: compiled static, and still no
+    more graphs than unpacked (MLM streams dynamic, TLM packed static, each with its backward)."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    trainer = _trainer(data, tmp_path / "pc", "train.compile=true", "train.compile_backend=eager", "data.pack=true",
+                       "data.bptt=48", "train.max_steps=40", "train.eval_every=100", "train.save_every=100",
+                       "run.log_every=8", "train.prefetch=0")
+    shapes = set()
+    build = trainer.builder.build
+
+    def recording(step):
+        sb = build(step)
+        shapes.update((tuple(m.batch.x.shape), m.pred_index.numel()) for m in sb.micro if m.segments is not None)
+        return sb
+
+    trainer.builder.build = recording
+    trainer.train()
+    assert trainer.state.step == 40
+    assert shapes == {((5, 48), pred_capacity(0.15, 5 * 48))}  # rows: ceil(tokens_per_batch 200 / 48)
+    assert 1 <= counters["stats"]["unique_graphs"] <= 4, dict(counters["stats"])
     assert not counters["graph_break"], dict(counters["graph_break"])
     torch._dynamo.reset()
 

@@ -314,9 +314,6 @@ class Config:
         if (self.init.encoder or self.init.decoder) and self.model.encoder_only:
             raise XLMError("init.encoder/init.decoder: only for an encoder-decoder (model.encoder_only: false)")
         if not self.model.encoder_only:
-            if self.train.compile:
-                raise XLMError("train.compile: not implemented for encoder-decoder models (model.encoder_only: "
-                               "false) yet; set train.compile: false")
             if self.train.parallelism == "fsdp" and (self.objectives.bt or self.train.eval_bleu):
                 key = "objectives.bt" if self.objectives.bt else "train.eval_bleu"
                 raise XLMError(f"{key}: decoding runs outside the sharded forward, so not with "

@@ -41,6 +41,7 @@ from xlm.data.datasets import (
 )
 from xlm.data.dictionary import N_SPECIAL, Dictionary
 from xlm.data.indexed import IndexedDataset, bin_path
+from xlm.data.packing import PackedPairSampler, packed, set_pack_rows
 from xlm.distributed import DistInfo
 from xlm.errors import XLMError
 from xlm.objectives import Task, eval_tasks
@@ -148,6 +149,10 @@ def load_data(cfg: Config, tasks: list[Task], dist: DistInfo, warn: Callable[[st
         if isinstance(ds, StreamDataset):
             sampler = StreamSampler(len(ds), d.batch_size, cfg.run.seed, dist.rank, dist.world_size, task.name)
             sizes[task] = len(ds.data)
+        elif d.pack and packed(task):  # batches cut to fill rows of bptt tokens; rows: set_pack_rows below
+            sampler = PackedPairSampler(ds.lengths, d.bptt, 0, d.max_batch_size, d.group_by_size,
+                                        cfg.run.seed, dist.rank, dist.world_size, task.name)
+            sizes[task] = len(ds)
         else:
             sampler = ParallelSampler(ds.lengths, d.batch_size, d.tokens_per_batch, d.max_batch_size, d.group_by_size,
                                       cfg.run.seed, dist.rank, dist.world_size, task.name)
@@ -161,6 +166,7 @@ def load_data(cfg: Config, tasks: list[Task], dist: DistInfo, warn: Callable[[st
                 skipped[(split, task)] = problem
             else:
                 eval_sets[(split, task)] = eds
+    set_pack_rows([s.sampler for s in sources.values() if isinstance(s.sampler, PackedPairSampler)], d)
     _report_skipped(skipped, cfg, warn)
     return TrainingData(dico, lang2id, bpe_codes, sources, sizes, eval_sets, skipped,
                         _fingerprint(full.fingerprint(), opened), text_settings)

@@ -4,9 +4,10 @@ For each split (``valid``, ``test``) and task: ``ppl = exp(sum xent / n_predicte
 ``acc = 100 * correct / n_predicted`` (``ppl`` 1e9 and ``acc`` 0 when nothing was predicted).
 Names: ``valid_en_mlm_ppl``, ``valid_en_fr_mlm_acc`` (TLM, underscore), ``valid_de_clm_ppl``,
 ``valid_en-fr_clm_ppl`` (CLM on pairs, dash), ``valid_en-fr_mt_ppl`` / ``_mt_acc`` (translation,
-teacher-forced) and, with ``train.eval_bleu``, ``valid_en-fr_mt_bleu`` (:mod:`xlm.eval_mt`); the
-tasks evaluated are :func:`xlm.objectives.eval_tasks` of the trained ones; and the averages over *monolingual* tasks
-``valid_mlm_ppl`` / ``valid_mlm_acc`` / ``valid_clm_ppl`` / ``valid_clm_acc`` (arithmetic means).
+teacher-forced) and, with ``train.eval_bleu``, ``valid_en-fr_mt_bleu`` (:mod:`xlm.eval_mt`), and the
+averages over *monolingual* tasks ``valid_mlm_ppl`` / ``valid_mlm_acc`` / ``valid_clm_ppl`` /
+``valid_clm_acc`` (arithmetic means). The tasks evaluated are :func:`xlm.objectives.eval_tasks` of
+the trained ones (back-translation is scored as MT in the reverse direction; AE is not scored).
 
 Masks are a pure function of ``(seed, split, task, batch index)``: every evaluation of a run scores
 the same positions, whatever the number of processes. Batches are dealt round-robin to ranks

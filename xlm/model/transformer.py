@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from xlm.config import ModelConfig
+from xlm.model.attention_mask import AttentionMask, BlockMask, flex_attention, use_flex
 
 LAYER_NORM_EPS = 1e-12
 
@@ -40,11 +41,17 @@ class MultiHeadAttention(nn.Module):
         self.v_lin = nn.Linear(dim, dim)
         self.out_lin = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, key_mask: Tensor | None, causal: bool) -> Tensor:
-        """``key_mask``: bool ``(batch, 1, 1|seq, seq)``, True where a key may be attended (None: all)."""
+    def forward(self, x: Tensor, key_mask: Tensor | BlockMask | None, causal: bool) -> Tensor:
+        """``key_mask``: bool ``(batch, 1, 1|seq, seq)``, True where a key may be attended (None: all), or a
+        flex_attention ``BlockMask`` (:mod:`xlm.model.attention_mask`; no attention dropout there)."""
         bs, slen, dim = x.shape
         heads = lambda t: t.view(bs, slen, self.n_heads, dim // self.n_heads).transpose(1, 2)
         q, k, v = heads(self.q_lin(x)), heads(self.k_lin(x)), heads(self.v_lin(x))
+        if BlockMask is not None and isinstance(key_mask, BlockMask):
+            if x.device.type == "cpu":  # torch 2.13's CPU lowering of flex_attention rejects strided views
+                q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+            out = flex_attention(q, k, v, block_mask=key_mask)
+            return self.out_lin(out.transpose(1, 2).reshape(bs, slen, dim))
         # As the original, causal attention uses the triangle alone: padding sits at the end and
         # its outputs are zeroed, so it can never influence a real position.
         out = F.scaled_dot_product_attention(
@@ -113,6 +120,10 @@ class PredLayer(nn.Module):
 class TransformerModel(nn.Module):
     """Transformer encoder with language embeddings; ``causal`` is chosen per call (MLM/TLM vs CLM)."""
 
+    # How an AttentionMask is applied (xlm.model.attention_mask.use_flex): "auto" (flex_attention on CUDA
+    # under torch.compile without attention dropout, SDPA with a dense mask otherwise), "sdpa" or "flex".
+    attention_backend = "auto"
+
     def __init__(self, cfg: ModelConfig, n_words: int, n_langs: int):
         super().__init__()
         cfg.validate()
@@ -176,7 +187,7 @@ class TransformerModel(nn.Module):
         positions: Tensor | None = None,
         causal: bool = False,
         return_all: bool = False,
-        attn_mask: Tensor | None = None,
+        attn_mask: Tensor | AttentionMask | None = None,
         padded: bool | None = None,
     ) -> Tensor | list[Tensor]:
         """Encode ``x`` ``(batch, seq)`` to hidden states ``(batch, seq, emb_dim)``.
@@ -192,7 +203,9 @@ class TransformerModel(nn.Module):
         ``attn_mask``: bool ``(batch, seq, seq)``, True where query ``i`` may attend to key ``j``;
         it is combined (AND) with the padding and, when ``causal``, the causal masks. Objectives
         with their own attention pattern (CAMLM, packed rows) pass it; every real query must be
-        allowed at least one key.
+        allowed at least one key. An :class:`~xlm.model.attention_mask.AttentionMask` (segments, sides
+        or dense rules) gives the same values, through SDPA with its dense mask or through flex_attention
+        (:attr:`attention_backend`).
         ``padded``: whether some row is shorter than ``seq``, when the caller knows it (training knows
         it from the host-side batch); None finds out on the device, which costs a host synchronization
         (and a graph break under ``torch.compile``). Results are the same either way.
@@ -227,6 +240,12 @@ class TransformerModel(nn.Module):
         if pad_mask is not None:
             h = h * pad_mask.unsqueeze(-1).to(h.dtype)
             key_mask = pad_mask[:, None, None, :]
+        if isinstance(attn_mask, AttentionMask):
+            if use_flex(self.attention_backend, x, self.training, self.cfg.attention_dropout):
+                key_mask = attn_mask.block_mask(lengths if pad_mask is not None else None, causal)
+                attn_mask, causal = None, False  # folded into the block mask
+            else:
+                attn_mask = attn_mask.to_dense()
         if attn_mask is not None:
             key_mask = full_attention_mask(attn_mask, key_mask, pad_mask, causal)
             causal = False  # folded into the mask
@@ -249,7 +268,8 @@ class TransformerModel(nn.Module):
             return states
         return h
 
-    def _layer(self, i: int, h: Tensor, key_mask: Tensor | None, causal: bool, pad_mask: Tensor | None) -> Tensor:
+    def _layer(self, i: int, h: Tensor, key_mask: Tensor | BlockMask | None, causal: bool,
+               pad_mask: Tensor | None) -> Tensor:
         """Transformer layer ``i`` (post-norm as the original, or pre-norm); padded positions zeroed."""
         if self.cfg.pre_norm:
             h = h + F.dropout(

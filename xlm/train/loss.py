@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xlm.data.packing import segment_attention_mask
+from xlm.model.attention_mask import AttentionMask
 from xlm.objectives import Batch
 
 
@@ -38,8 +38,11 @@ class LossModule(nn.Module):
         packed rows' example ids (:mod:`xlm.data.packing`): attention stays within an example.
         """
         inputs = b.inputs()  # the objective's own attention mask (CAMLM, BTMLM) included
+        # As descriptions, the model applies them by flex_attention or as the dense mask (the same values)
         if segments is not None:  # packed rows (MLM/TLM only, never with an objective's own mask)
-            inputs["attn_mask"] = segment_attention_mask(segments)
+            inputs["attn_mask"] = AttentionMask(segments=segments)
+        elif inputs.get("attn_mask") is not None:
+            inputs["attn_mask"] = AttentionMask(dense=inputs["attn_mask"])
         h = self.module(b.x, padded=padded, **inputs)
         h = h[b.pred_mask] if pred_index is None else h.reshape(-1, h.shape[-1]).index_select(0, pred_index)
         scores = self.module.predict(h, **b.head())
@@ -49,12 +52,14 @@ class LossModule(nn.Module):
         return self.module.predict(h, **kwargs)
 
 
-def mark_dynamic(batch: Batch, pred_index: torch.Tensor, segments: torch.Tensor | None = None) -> None:
+def mark_dynamic(batch: Batch, pred_index: torch.Tensor) -> None:
     """Tell ``torch.compile`` that batch and sequence sizes and the number of predictions vary (pairs,
     the short last batch of an epoch, masking), so it compiles one graph for all of them instead of one
-    per shape. Left as is: whether rows are padded, causality, the language tensor's rank (a few graphs)."""
+    per shape. Left as is: whether rows are padded, causality, the language tensor's rank (a few graphs).
+    Packed batches (``data.pack``) are not marked: each packed task has one shape, compiled static."""
     b = batch
-    for t in (b.x, b.lengths, b.langs, b.positions, b.pred_mask, b.targets, b.attn_mask, pred_index, segments):
+    source = (b.source.x, b.source.lengths) if b.source is not None else ()  # translation: the encoder's input
+    for t in (b.x, b.lengths, b.langs, b.positions, b.pred_mask, b.targets, b.attn_mask, pred_index, *source):
         if isinstance(t, torch.Tensor):
             for dim in range(t.dim()):
                 torch._dynamo.maybe_mark_dynamic(t, dim)

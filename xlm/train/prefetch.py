@@ -17,13 +17,15 @@ import dataclasses
 import math
 import queue
 import threading
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from xlm.data.packing import pack_pairs
+from xlm.data.packing import PackedPairSampler, pack_pairs, packed
 from xlm.data.sampling import TAG_MASK, TAG_OBJECTIVES, rng
 from xlm.objectives import Batch, Masker, Task, TaskDrawer, make_batch
 
@@ -64,11 +66,17 @@ class StepBuilder:
     """Builds the micro-batches of a step (see the module docstring); not thread-safe: one user at a time."""
 
     def __init__(self, drawer: TaskDrawer, sources: dict, masker: Masker, seed: int, rank: int,
-                 accumulate: int, context_size: int, pin: bool, pack_len: int = 0):
-        """``pack_len > 0``: MLM pair batches (TLM) are packed into rows of that many tokens, and every MLM
-        batch's prediction index has a fixed capacity (:func:`pred_capacity`), padded with the ignore index."""
+                 accumulate: int, context_size: int, pin: bool, pack_len: int = 0,
+                 warn: Callable[[str], None] = warnings.warn):
+        """``pack_len > 0``: MLM pair batches (TLM) are packed into rows of that many tokens, as many rows as
+        the task's sampler cuts batches for (``pack_rows``, :class:`xlm.data.packing.PackedPairSampler`)
+        (:mod:`xlm.data.packing`; a batch needing more rows takes them, and ``warn`` says so), and every
+        MLM batch's prediction index has a fixed capacity (:func:`pred_capacity`), padded with the ignore
+        index."""
         self.drawer, self.sources, self.masker, self.pack_len = drawer, sources, masker, pack_len
         self.seed, self.rank, self.accumulate, self.context_size, self.pin = seed, rank, accumulate, context_size, pin
+        self.warn = warn
+        self.pack_rows = {t: s.sampler.rows for t, s in sources.items() if isinstance(s.sampler, PackedPairSampler)}
 
     def build(self, step: int) -> StepBatches:
         drawn = self.drawer.draw(step, rng(self.seed, TAG_OBJECTIVES, step))  # same on every rank
@@ -77,8 +85,14 @@ class StepBuilder:
             for j, (task, weight) in enumerate(drawn):
                 raw = self.sources[task].next()
                 segments = None
-                if self.pack_len and task.is_pair and task.objective == "mlm":
-                    raw, seg = pack_pairs(raw, self.pack_len)
+                if self.pack_len and packed(task):
+                    n_pairs = len(raw.lengths)
+                    rows = self.pack_rows.get(task, 0)
+                    raw, seg = pack_pairs(raw, self.pack_len, rows)
+                    if len(seg) != rows:  # not cut by PackedPairSampler: never in training
+                        self.warn(f"data.pack: step {step}: {n_pairs} pairs of task {task.name} need more than "
+                                  f"{rows} rows of {self.pack_len} tokens: this batch takes {len(seg)} "
+                                  "rows (another shape: a recompilation under train.compile)")
                     segments = torch.from_numpy(seg).pin_memory() if self.pin else torch.from_numpy(seg)
                 gen = rng(self.seed, TAG_MASK, self.rank, step, m, j)
                 batch = make_batch(task, raw, self.masker, gen, self.context_size)
@@ -95,17 +109,21 @@ class StepBuilder:
                     batch = _pinned(batch)
                 index = torch.from_numpy(pred)
                 micro.append(MicroBatch(j, task, weight, batch, index.pin_memory() if self.pin else index,
-                                        bool(raw.lengths.min() < raw.x.shape[1]), int(raw.lengths.sum()), n_pred,
+                                        # packed: always "padded" (the same values when no row is: one graph)
+                                        segments is not None or bool(raw.lengths.min() < raw.x.shape[1]),
+                                        int(raw.lengths.sum()), n_pred,
                                         segments))
         samplers = {t.name: s.sampler.state_dict() for t, s in self.sources.items()}
         return StepBatches(step, drawn, micro, samplers)
 
 
 def pred_capacity(word_pred: float, n_positions: int) -> int:
-    """Predicted positions a batch of ``n_positions`` has room for: 10% over the expected count, in a
-    multiple of 8, so the output layer's input keeps one shape (a batch selecting more keeps them all
-    and takes a larger shape; with Bernoulli(0.15) on 32 x 256 tokens that is 4 standard deviations)."""
-    return max(8, math.ceil(1.1 * word_pred * n_positions / 8) * 8)
+    """Predicted positions a batch of ``n_positions`` has room for: the expected count of Bernoulli(
+    ``word_pred``) selection plus 4 standard deviations, in a multiple of 8 (32 x 256 tokens at 0.15:
+    1,360; 16 x 64: 200), so the output layer's input keeps one shape. A batch selecting more (about
+    3 in 100,000) keeps them all and takes a larger shape."""
+    mean = word_pred * n_positions
+    return max(8, math.ceil((mean + 4 * math.sqrt(mean * (1 - word_pred))) / 8) * 8)
 
 
 def _pinned(b: Batch) -> Batch:

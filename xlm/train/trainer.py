@@ -155,7 +155,8 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
         self.interval = Interval()
         self.builder = StepBuilder(self.drawer, self.data.sources, self.train_masker, cfg.run.seed, self.dist.rank,
                                    cfg.train.accumulate_gradients, cfg.objectives.context_size,
-                                   pin=self.device.type == "cuda", pack_len=cfg.data.bptt if cfg.data.pack else 0)
+                                   pin=self.device.type == "cuda", pack_len=cfg.data.bptt if cfg.data.pack else 0,
+                                   warn=self.log.warning)
         if cfg.data.pack and cfg.objectives.mlm_targets == "original":
             raise XLMError("data.pack: not with objectives.mlm_targets: original (its rule excludes the first "
                            "position of each row, which packing changes); use mlm_targets: xlm or pack: false")
