@@ -252,7 +252,9 @@ def main(argv: list[str] | None = None) -> None:
             print(key, json.dumps(entry["bleu"]), flush=True)
             table = tables(json.loads(results_path.read_text()), args.seeds, args.beam_size)
             (runs / "results.md").write_text(table, encoding="utf-8")
-    print((runs / "results.md").read_text(encoding="utf-8"), flush=True)
+    table = tables(json.loads(results_path.read_text()), args.seeds, args.beam_size)
+    (runs / "results.md").write_text(table, encoding="utf-8")
+    print(table, flush=True)
 
 
 if __name__ == "__main__":
