@@ -20,6 +20,16 @@ if str(ROOT) not in sys.path:
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch/OpenMP thread for a module's tests (``pytestmark = pytest.mark.usefixtures("single_thread")``):
+    tiny models gain nothing from a second thread, and threads collapse on a busy 2-core machine."""
+    from training_data import one_thread
+
+    with one_thread():
+        yield
+
+
 @pytest.fixture
 def slice_dir() -> Path:
     return SLICE

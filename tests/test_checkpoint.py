@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from training_data import ROOT, one_thread, synthetic_folder, tiny_config
+from training_data import ROOT, synthetic_folder, tiny_config
 
 from xlm.checkpoint import CheckpointManager, load_checkpoint
 from xlm.config import ModelConfig, config_from_dict, to_dict
@@ -19,11 +19,7 @@ from xlm.errors import XLMError
 from xlm.serialization import safe_load
 from xlm.trainer import Trainer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")  # (tests/conftest.py)
 
 CONTRACT = {"format", "version", "model", "model_config", "n_words", "lang2id", "dictionary", "config", "bpe_codes",
             "step"}

@@ -12,7 +12,6 @@ import yaml
 from training_data import (
     ROOT,
     SUBPROCESS_ENV,
-    one_thread,
     synthetic_folder,
     tiny_config,
     tiny_config_dict,
@@ -22,11 +21,7 @@ from training_data import (
 from xlm.config import load_config, to_dict
 from xlm.trainer import Trainer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")  # (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

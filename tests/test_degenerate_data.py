@@ -14,7 +14,6 @@ import pytest
 from training_data import (
     ROOT,
     SUBPROCESS_ENV,
-    one_thread,
     synthetic_folder,
     tiny_config,
     tiny_config_dict,
@@ -26,11 +25,7 @@ from xlm.data.dictionary import UNK_INDEX, Dictionary
 from xlm.errors import XLMError
 from xlm.trainer import Trainer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")  # (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from training_data import ROOT, SUBPROCESS_ENV, one_thread, synthetic_folder, tiny_config_dict, write_config
+from training_data import ROOT, SUBPROCESS_ENV, synthetic_folder, tiny_config_dict, write_config
 
 from xlm.config import load_config
 from xlm.distributed import get_dist_info, slurm_master_port
@@ -37,10 +37,7 @@ ENV = {k: v for k, v in SUBPROCESS_ENV.items()
        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")  # (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from training_data import SUBPROCESS_ENV, one_thread, synthetic_folder, tiny_config
+from training_data import SUBPROCESS_ENV, synthetic_folder, tiny_config
 
 from xlm.data.binarize import binarize_file
 from xlm.data.dictionary import EOS_INDEX, MASK_INDEX, PAD_INDEX
@@ -28,10 +28,7 @@ GOLDEN = Path(__file__).resolve().parent / "golden" / "original_eval"
 MODELS = ["mlm_tlm_en_fr", "clm_en_fr", "clm_mlm_mix", "six_langs", "many_langs"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")  # (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

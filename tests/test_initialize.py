@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from training_data import one_thread, synthetic_folder, tiny_config, write_corpus
+from training_data import synthetic_folder, tiny_config, write_corpus
 
 import xlm
 from xlm.data.dictionary import N_SPECIAL, Dictionary
@@ -17,11 +17,7 @@ from xlm.initialize import read_vectors
 from xlm.serialization import safe_load
 from xlm.trainer import Trainer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")  # (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

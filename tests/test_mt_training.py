@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from training_data import one_thread, synthetic_folder, tiny_config
+from training_data import synthetic_folder, tiny_config
 
 from xlm.config import load_config
 from xlm.errors import XLMError
@@ -25,10 +25,7 @@ UNSUPERVISED = [*ENC_DEC, "objectives.ae=[en,fr]", "objectives.bt=[en-fr-en,fr-e
                 "train.validation_metric=_valid_fr-en_mt_ppl"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")  # (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from training_data import one_thread, synthetic_folder, tiny_config, write_corpus
+from training_data import synthetic_folder, tiny_config, write_corpus
 
 from xlm.config import Config, DataConfig, ModelConfig, ObjectivesConfig, TrainConfig
 from xlm.data.datasets import ParallelDataset, SentenceDataset
@@ -33,10 +33,7 @@ from xlm.trainer import Trainer
 N_WORDS = 120
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")  # (tests/conftest.py)
 
 
 def _dico() -> Dictionary:

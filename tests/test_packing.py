@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from training_data import one_thread, synthetic_folder, tiny_config
+from training_data import synthetic_folder, tiny_config
 
 from xlm.config import ModelConfig
 from xlm.data.packing import PackedPairSampler, first_fit, pack_pairs, pack_rows, set_pack_rows
@@ -18,11 +18,7 @@ from xlm.model.attention_mask import AttentionMask
 from xlm.train.prefetch import pred_capacity
 from xlm.trainer import Trainer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")  # (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

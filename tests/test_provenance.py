@@ -6,18 +6,14 @@ import json
 import warnings
 
 import pytest
-from training_data import SLICE, one_thread, synthetic_folder, tiny_config
+from training_data import SLICE, synthetic_folder, tiny_config
 
 import xlm
 from xlm.cli.preprocess import _main as preprocess
 from xlm.errors import XLMError, XLMWarning
 from xlm.trainer import Trainer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")  # (tests/conftest.py)
 
 
 def by_hand(tmp_path, n_codes: int = 300) -> tuple:

@@ -14,7 +14,6 @@ import torch
 from training_data import (
     ROOT,
     SUBPROCESS_ENV,
-    one_thread,
     synthetic_folder,
     tiny_config,
     tiny_config_dict,
@@ -25,11 +24,7 @@ from xlm.errors import XLMError
 from xlm.serialization import safe_load
 from xlm.trainer import Trainer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")  # (tests/conftest.py)
 
 STEPS = 60
 

@@ -12,7 +12,6 @@ import pytest
 from training_data import (
     ROOT,
     SUBPROCESS_ENV,
-    one_thread,
     slice_folder,
     synthetic_folder,
     tiny_config,
@@ -24,11 +23,7 @@ from xlm.errors import XLMError
 from xlm.serialization import safe_load
 from xlm.trainer import Trainer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")  # (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

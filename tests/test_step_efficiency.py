@@ -10,7 +10,7 @@ import traceback
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from training_data import one_thread, synthetic_folder, tiny_config
+from training_data import synthetic_folder, tiny_config
 
 from xlm.data.sampling import TAG_MASK, TAG_OBJECTIVES, rng
 from xlm.errors import XLMError
@@ -23,10 +23,7 @@ from xlm.trainer import Trainer
 aten = torch.ops.aten
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")  # (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

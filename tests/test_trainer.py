@@ -9,17 +9,13 @@ import sys
 
 import pytest
 import yaml
-from training_data import ROOT, one_thread, slice_folder, synthetic_folder, tiny_config, tiny_config_dict, write_config
+from training_data import ROOT, slice_folder, synthetic_folder, tiny_config, tiny_config_dict, write_config
 
 from xlm.config import load_config, to_dict
 from xlm.errors import XLMError
 from xlm.trainer import Trainer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")  # (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_data import ROOT, SUBPROCESS_ENV, one_thread, tiny_config_dict, write_config
+from training_data import ROOT, SUBPROCESS_ENV, tiny_config_dict, write_config
 
 import xlm
 from xlm.config import ModelConfig
@@ -38,10 +38,7 @@ ARCH = {"emb_dim": 32, "n_layers": 2, "n_heads": 4, "ffn_dim": 64, "layer_norm_e
         "dropout": 0.0, "attention_dropout": 0.0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    with one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("single_thread")  # (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
