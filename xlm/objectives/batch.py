@@ -11,6 +11,7 @@ step in the batch; :func:`prepare` runs it, without gradients, before the forwar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -34,13 +35,10 @@ class Source:
     langs: Tensor | int
     padded: bool | None = None  # some row shorter than x.shape[1] (None: the model finds out, with a sync)
 
-    def to(self, device: torch.device) -> Source:
-        move = lambda t: t.to(device, non_blocking=True) if isinstance(t, Tensor) else t  # noqa: E731
-        return Source(move(self.x), move(self.lengths), move(self.langs), self.padded)
-
-    def pin_memory(self) -> Source:
-        pin = lambda t: t.pin_memory() if isinstance(t, Tensor) else t  # noqa: E731
-        return Source(pin(self.x), pin(self.lengths), pin(self.langs), self.padded)
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Source:
+        """The same source with ``fn`` applied to each of its tensors (moving, pinning)."""
+        f = lambda t: fn(t) if isinstance(t, Tensor) else t  # noqa: E731
+        return Source(f(self.x), f(self.lengths), f(self.langs), self.padded)
 
 
 @dataclass
@@ -79,14 +77,19 @@ class Batch:
         """Keyword arguments of ``model.predict``: the decoder's output layer for translation batches."""
         return {} if self.source is None else {"decoder": True}
 
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Batch:
+        """The same batch with ``fn`` applied to each of its tensors, the source's included (not the
+        pending step's: it has its own ``to``)."""
+        f = lambda t: fn(t) if isinstance(t, Tensor) else t  # noqa: E731
+        return replace(self, x=f(self.x), lengths=f(self.lengths), langs=f(self.langs), positions=f(self.positions),
+                       pred_mask=f(self.pred_mask), targets=f(self.targets), attn_mask=f(self.attn_mask),
+                       source=self.source.map(fn) if self.source is not None else None)
+
     def to(self, device: torch.device) -> Batch:
         if device.type == "cpu":
             return self
-        move = lambda t: t.to(device, non_blocking=True) if isinstance(t, Tensor) else t
-        pending = self.pending.to(device) if self.pending is not None else None
-        source = self.source.to(device) if self.source is not None else None
-        return Batch(self.task, move(self.x), move(self.lengths), move(self.langs), move(self.positions),
-                     move(self.pred_mask), move(self.targets), self.causal, move(self.attn_mask), pending, source)
+        moved = self.map(lambda t: t.to(device, non_blocking=True))
+        return replace(moved, pending=self.pending.to(device) if self.pending is not None else None)
 
 
 def as_batch(task: Task, raw: RawBatch, x: np.ndarray, pred_mask: np.ndarray, targets: np.ndarray,

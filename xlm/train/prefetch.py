@@ -127,10 +127,7 @@ def pred_capacity(word_pred: float, n_positions: int) -> int:
 
 
 def _pinned(b: Batch) -> Batch:
-    pin = lambda t: t.pin_memory() if isinstance(t, Tensor) else t
-    return dataclasses.replace(b, x=pin(b.x), lengths=pin(b.lengths), langs=pin(b.langs), positions=pin(b.positions),
-                               pred_mask=pin(b.pred_mask), targets=pin(b.targets), attn_mask=pin(b.attn_mask),
-                               source=b.source.pin_memory() if b.source is not None else None)
+    return b.map(Tensor.pin_memory)
 
 
 class Prefetcher:
