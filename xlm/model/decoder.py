@@ -169,6 +169,10 @@ class TransformerDecoder(TransformerModel):
         )
         self._modules["pred_layer"] = pred
 
+    def blocks(self) -> list[nn.Module]:
+        """The per-layer modules FSDP2 shards one by one, cross-attention included."""
+        return [*self.attentions, *self.encoder_attn, *self.ffns]
+
     def forward(self, x: Tensor, lengths: Tensor | None = None, langs: Tensor | int | None = None,  # type: ignore[override]
                 positions: Tensor | None = None, *, src_enc: Tensor, src_len: Tensor,
                 cache: KVCache | None = None) -> Tensor:
@@ -242,9 +246,8 @@ class EncoderDecoder(nn.Module):
         return self.encoder.n_layers
 
     def blocks(self) -> list[nn.Module]:
-        """The per-layer modules FSDP2 shards one by one (both sides, cross-attention included)."""
-        return [*self.encoder.attentions, *self.encoder.ffns, *self.decoder.attentions, *self.decoder.encoder_attn,
-                *self.decoder.ffns]
+        """The per-layer modules FSDP2 shards one by one: both sides' (cross-attention included)."""
+        return [*self.encoder.blocks(), *self.decoder.blocks()]
 
     def flops_per_token(self, seq_len: int, n_predicted_fraction: float = 1.0) -> float:
         """Approximate training FLOPs per target token for MFU logging: both stacks (as if the source were as

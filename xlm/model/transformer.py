@@ -293,6 +293,10 @@ class TransformerModel(nn.Module):
         """
         return self.pred_layer(h)
 
+    def blocks(self) -> list[nn.Module]:
+        """The per-layer modules FSDP2 shards one by one."""
+        return [*self.attentions, *self.ffns]
+
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Unique parameters (a tied output projection counts once)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -141,9 +141,7 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
         self.model.to(self.device)
         # self.wrapped: DDP / FSDP2 around the loss module (the loss module itself with one process);
         # self.train_model: what a training step calls (compiled when train.compile).
-        blocks = self.model.blocks() if isinstance(self.model, EncoderDecoder) else [*self.model.attentions,
-                                                                                      *self.model.ffns]
-        self.wrapped = wrap_model(LossModule(self.model), cfg.train.parallelism, self.device, blocks)
+        self.wrapped = wrap_model(LossModule(self.model), cfg.train.parallelism, self.device, self.model.blocks())
         self.fsdp = is_fsdp(self.wrapped)
         self.train_model = (torch.compile(self.wrapped, backend=cfg.train.compile_backend) if cfg.train.compile
                             else self.wrapped)
