@@ -44,15 +44,22 @@ def word_shuffle(x: np.ndarray, lengths: np.ndarray, k: float, rng: Rng) -> tupl
     return out, lengths
 
 
+def _kept(x: np.ndarray, p: float, rng: Rng, name: str) -> np.ndarray:
+    """The original's draw for dropout and blanking: ``(seq - 1, batch)`` bool, each word kept with
+    probability ``1 - p``, the start symbol always. Raises XLMError unless ``0 < p < 1``."""
+    if not 0 < p < 1:
+        raise XLMError(f"{name}: must be in [0, 1), got {p}")
+    keep = rng.random((x.shape[1] - 1, x.shape[0])) >= p
+    keep[0] = True
+    return keep
+
+
 def word_dropout(x: np.ndarray, lengths: np.ndarray, p: float, rng: Rng, eos: int,
                  pad: int) -> tuple[np.ndarray, np.ndarray]:
     """Drop each word with probability ``p``; a sentence left empty gets one of its words back."""
     if p == 0:
         return x, lengths
-    if not 0 < p < 1:
-        raise XLMError(f"word_dropout: must be in [0, 1), got {p}")
-    keep = rng.random((x.shape[1] - 1, x.shape[0])) >= p
-    keep[0] = True
+    keep = _kept(x, p, rng, "word_dropout")
     sentences = []
     for i, n in enumerate(lengths.tolist()):
         words = x[i, : n - 1].tolist()
@@ -68,10 +75,7 @@ def word_blank(x: np.ndarray, lengths: np.ndarray, p: float, rng: Rng, eos: int,
     """Replace each word by ``mask`` with probability ``p``."""
     if p == 0:
         return x, lengths
-    if not 0 < p < 1:
-        raise XLMError(f"word_blank: must be in [0, 1), got {p}")
-    keep = rng.random((x.shape[1] - 1, x.shape[0])) >= p
-    keep[0] = True
+    keep = _kept(x, p, rng, "word_blank")
     sentences = []
     for i, n in enumerate(lengths.tolist()):
         words = x[i, : n - 1].tolist()
