@@ -52,10 +52,10 @@ class BleuEvaluator:
               autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> float:
         mine: list[tuple[int, str, str]] = []
         n = 0
+        usable = model.cfg.max_positions - model.cfg.position_offset
         for i, raw in enumerate(data.eval_batches(self.batch_size)):
-            src, src_len, tgt, tgt_len, lang1, lang2 = split_pairs(raw)
-            if i % self.world_size == self.rank:
-                usable = model.cfg.max_positions - model.cfg.position_offset
+            if i % self.world_size == self.rank:  # this rank's share; the others' batches are only counted
+                src, src_len, tgt, tgt_len, lang1, lang2 = split_pairs(raw)
                 max_len = min(int(1.5 * int(src_len.max()) + 10), usable)
                 with autocast():
                     out = translate_ids(model, torch.from_numpy(src).to(device), torch.from_numpy(src_len).to(device),
@@ -64,7 +64,7 @@ class BleuEvaluator:
                 for k, tokens in enumerate(out.tokens):
                     ref = tgt[k, 1 : tgt_len[k] - 1]
                     mine.append((n + k, to_text(tokens, self.id2word), to_text(ref, self.id2word)))
-            n += len(src_len)
+            n += len(raw.lengths)
         lines = sorted(x for part in all_gather_objects(mine) for x in part)
         hyps = [h for _, h, _ in lines]
         if not any(h.split() for h in hyps):
