@@ -20,6 +20,7 @@ from torch import Tensor
 from xlm.data.dictionary import EOS_INDEX
 from xlm.generation import translate_ids
 from xlm.model.decoder import EncoderDecoder
+from xlm.objectives.seq2seq import next_token_targets
 
 
 class StepLoss(NamedTuple):
@@ -33,8 +34,7 @@ def translation_loss(model: EncoderDecoder, src: Tensor, src_len: Tensor, src_la
     """Teacher-forced loss: position ``t < len - 1`` of ``tgt`` ``(batch, tgt)`` predicts ``tgt[t + 1]``
     (the original's ``pred_mask = alen < len2 - 1``, ``y = x2[1:]``); both sides framed ``</s> .. </s>``."""
     h = model.teacher_forced(src, src_len, src_lang, tgt, tgt_len, tgt_lang)
-    pred_mask = torch.arange(tgt.shape[1], device=tgt.device)[None] < (tgt_len - 1)[:, None]
-    y = tgt[:, 1:][pred_mask[:, :-1]]
+    pred_mask, y = next_token_targets(tgt, tgt_len)  # the rule of the ae/mt/bt objectives' batches
     scores = model.decoder.predict(h[pred_mask])
     loss = F.cross_entropy(scores.float(), y)
     return StepLoss(loss, int((scores.argmax(-1) == y).sum()), int(y.numel()))

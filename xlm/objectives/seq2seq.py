@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from xlm.data.datasets import RawBatch
 from xlm.data.dictionary import PAD_INDEX
@@ -38,18 +39,22 @@ def split_pairs(raw: RawBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     return src, n1, tgt, n2, int(langs[0, 0]), int(langs[0, n1[0]])
 
 
+def next_token_targets(tgt: Tensor, tgt_len: Tensor) -> tuple[Tensor, Tensor]:
+    """Teacher forcing on ``tgt`` ``(bs, T)``: ``(pred_mask (bs, T) bool, targets (n_pred,))``, position
+    ``t < len - 1`` predicting ``tgt[t + 1]`` (the original's ``pred_mask = alen < len2 - 1``,
+    ``y = x2[1:]``); the targets in row-major order of the mask."""
+    pred_mask = torch.arange(tgt.shape[1], device=tgt.device)[None] < (tgt_len - 1)[:, None]
+    return pred_mask, tgt[:, 1:][pred_mask[:, :-1]]
+
+
 def seq2seq_batch(task: Task, src: np.ndarray | None, src_len: np.ndarray | None, src_lang: int,
                   tgt: np.ndarray, tgt_len: np.ndarray, tgt_lang: int, pending: Any = None) -> Batch:
     """The :class:`Batch` of a translation step: ``x`` the target, ``source`` the encoder input (None
     when a ``pending`` step produces it: back-translation)."""
-    col = np.arange(tgt.shape[1])[None, :]
-    pred_mask = col < (tgt_len - 1)[:, None]
-    targets = tgt[:, 1:][pred_mask[:, :-1]]
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
+    x, lengths = t(tgt), t(tgt_len)
+    pred_mask, targets = next_token_targets(x, lengths)
     source = None
     if src is not None and src_len is not None:
-        source = Source(torch.from_numpy(np.ascontiguousarray(src, dtype=np.int64)), torch.from_numpy(src_len),
-                        src_lang, bool((src_len < src.shape[1]).any()))
-    t = torch.from_numpy
-    return Batch(task, t(np.ascontiguousarray(tgt, dtype=np.int64)), t(np.asarray(tgt_len, dtype=np.int64)),
-                 tgt_lang, None, t(pred_mask), t(np.ascontiguousarray(targets, dtype=np.int64)), True,
-                 pending=pending, source=source)
+        source = Source(t(src), t(src_len), src_lang, bool((src_len < src.shape[1]).any()))
+    return Batch(task, x, lengths, tgt_lang, None, pred_mask, targets, True, pending=pending, source=source)
