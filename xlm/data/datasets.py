@@ -44,6 +44,11 @@ class RawBatch:
     def n_tokens(self) -> int:
         return int(self.lengths.sum())
 
+    @property
+    def first_lang(self) -> int:
+        """Language id of the first token: a sentence batch's language, a pair batch's first side's."""
+        return self.langs if isinstance(self.langs, int) else int(np.asarray(self.langs).flat[0])
+
 
 # -- files ----------------------------------------------------------------------------------------
 def mono_prefix(data_path: str | os.PathLike, split: str, lang: str) -> Path:

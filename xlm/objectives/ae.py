@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 def ae_batch(task: Task, raw: RawBatch, masker: Masker, gen: np.random.Generator, train: bool = True) -> Batch:
     """Source: the noisy sentence (no noise outside training); target: the sentence."""
-    lang = raw.langs if isinstance(raw.langs, int) else int(np.asarray(raw.langs).flat[0])
+    lang = raw.first_lang
     opts = masker.options
     src, src_len = raw.x, raw.lengths
     if train:

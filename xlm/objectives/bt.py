@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -50,6 +49,6 @@ def bt_batch(task: Task, raw: RawBatch) -> Batch:
     """Target: the monolingual sentences; source: pending (generated with the model)."""
     if raw.lang2 is None:
         raise ValueError("BT needs sentence batches that name the intermediate language (RawBatch.lang2)")
-    lang = raw.langs if isinstance(raw.langs, int) else int(np.asarray(raw.langs).flat[0])
+    lang = raw.first_lang
     return seq2seq_batch(task, None, None, raw.lang2, raw.x, raw.lengths, lang,
                          pending=BackTranslation(lang, raw.lang2))

@@ -120,7 +120,7 @@ def layout(raw: RawBatch, x_src: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
     x[placeholders] = MASK_INDEX
     positions = np.where(second, pos2, col)
     positions[~valid] = 0
-    lang1 = raw.langs if isinstance(raw.langs, int) else int(np.asarray(raw.langs).flat[0])
+    lang1 = raw.first_lang
     langs = np.where(second, raw.lang2, lang1).astype(np.int64)
     return x, lengths, langs, positions.astype(np.int64), second, placeholders
 

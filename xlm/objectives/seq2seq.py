@@ -35,8 +35,7 @@ def split_pairs(raw: RawBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     valid = col < n2[:, None]
     tgt = np.take_along_axis(raw.x, np.minimum(n1[:, None] + col, raw.x.shape[1] - 1), axis=1)
     tgt = np.where(valid, tgt, PAD_INDEX)
-    langs = np.asarray(raw.langs)
-    return src, n1, tgt, n2, int(langs[0, 0]), int(langs[0, n1[0]])
+    return src, n1, tgt, n2, raw.first_lang, int(np.asarray(raw.langs)[0, n1[0]])
 
 
 def next_token_targets(tgt: Tensor, tgt_len: Tensor) -> tuple[Tensor, Tensor]:
