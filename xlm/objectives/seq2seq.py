@@ -38,11 +38,14 @@ def split_pairs(raw: RawBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     return src, n1, tgt, n2, raw.first_lang, int(np.asarray(raw.langs)[0, n1[0]])
 
 
-def next_token_targets(tgt: Tensor, tgt_len: Tensor) -> tuple[Tensor, Tensor]:
+def next_token_targets(tgt: Tensor | np.ndarray, tgt_len: Tensor | np.ndarray) -> tuple[Any, Any]:
     """Teacher forcing on ``tgt`` ``(bs, T)``: ``(pred_mask (bs, T) bool, targets (n_pred,))``, position
     ``t < len - 1`` predicting ``tgt[t + 1]`` (the original's ``pred_mask = alen < len2 - 1``,
-    ``y = x2[1:]``); the targets in row-major order of the mask."""
-    pred_mask = torch.arange(tgt.shape[1], device=tgt.device)[None] < (tgt_len - 1)[:, None]
+    ``y = x2[1:]``); the targets in row-major order of the mask. Tensors in, tensors out (on their
+    device); numpy in, numpy out (batch building stays on the host, no torch boolean indexing)."""
+    n = tgt.shape[1]
+    col = torch.arange(n, device=tgt.device) if isinstance(tgt, Tensor) else np.arange(n)
+    pred_mask = col[None] < (tgt_len - 1)[:, None]
     return pred_mask, tgt[:, 1:][pred_mask[:, :-1]]
 
 
@@ -51,9 +54,9 @@ def seq2seq_batch(task: Task, src: np.ndarray | None, src_len: np.ndarray | None
     """The :class:`Batch` of a translation step: ``x`` the target, ``source`` the encoder input (None
     when a ``pending`` step produces it: back-translation)."""
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
-    x, lengths = t(tgt), t(tgt_len)
-    pred_mask, targets = next_token_targets(x, lengths)
+    pred_mask, targets = next_token_targets(tgt, tgt_len)
     source = None
     if src is not None and src_len is not None:
         source = Source(t(src), t(src_len), src_lang, bool((src_len < src.shape[1]).any()))
-    return Batch(task, x, lengths, tgt_lang, None, pred_mask, targets, True, pending=pending, source=source)
+    return Batch(task, t(tgt), t(tgt_len), tgt_lang, None, torch.from_numpy(pred_mask), t(targets), True,
+                 pending=pending, source=source)
