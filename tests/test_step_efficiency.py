@@ -173,28 +173,120 @@ def test_the_loss_module_compiles_without_graph_breaks(data, tmp_path):
         module(m.batch, m.pred_index, m.padded).backward()
 
 
-@pytest.mark.parametrize("objective", list(WITH_OBJECTIVE))
-def test_a_compiled_run_compiles_a_bounded_number_of_graphs(data, tmp_path, objective):
+@pytest.mark.parametrize(("objective", "scope"), [*((o, "layers") for o in WITH_OBJECTIVE), ("mlm", "model"),
+                                                   ("mt", "model")])
+def test_a_compiled_run_compiles_a_bounded_number_of_graphs(data, tmp_path, objective, scope):
     """Varying batch and sequence sizes and prediction counts do not recompile (marked dynamic); what
     does: padded rows or not, the language tensor's rank, an objective's own attention mask. Dynamo
     decides graphs the same for every backend; ``eager`` keeps the test fast. MLM+TLM: at most 4; each
     other registered objective added to it: CLM within the same 4, an objective with its own attention
     mask (CAMLM, BTMLM) at most 2 more, padded rows or not (measured: 5). BTMLM's generation runs
     outside the compiled module, as BT's. An encoder-decoder (AE, MT, BT added, MLM+TLM on its encoder)
-    compiles its decoder graphs besides: at most 6."""
+    compiles its decoder graphs besides: at most 6. The same bounds hold for both compile scopes (regions:
+    one layer graph per variant, the output loss graph)."""
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
     counters.clear()
     trainer = _trainer(data, tmp_path / "cc", "train.compile=true", "train.compile_backend=eager",
                        "train.max_steps=24", "train.eval_every=100", "train.save_every=100", "run.log_every=8",
-                       *WITH_OBJECTIVE[objective])
+                       f"train.compile_scope={scope}", *WITH_OBJECTIVE[objective])
     trainer.train()
     assert trainer.state.step == 24
     bound = 6 if objective in ("camlm", "btmlm") or OBJECTIVES[objective].decoder else 4
     assert 1 <= counters["stats"]["unique_graphs"] <= bound, dict(counters["stats"])
     assert not counters["graph_break"], dict(counters["graph_break"])
     torch._dynamo.reset()
+
+
+LINEAR = torch._C._nn.linear
+RECORDED: list[torch.fx.GraphModule] = []
+
+
+@torch._dynamo.register_backend(name="xlm_test_recording")
+def _recording_backend(gm, example_inputs):
+    """A torch.compile backend that keeps the graphs dynamo captured and runs them as they are."""
+    RECORDED.append(gm)
+    return gm.forward
+
+
+@pytest.mark.parametrize("scope", ["layers", "model"])
+def test_regional_compilation_traces_one_layer_for_all_layers(data, tmp_path, scope):
+    """compile_scope layers: the graphs hold one layer's linear maps (q, k, v, out, 2 of the FFN) or the
+    output layer's, whatever the depth; compile_scope model: one graph holds all three layers'."""
+    torch._dynamo.reset()
+    RECORDED.clear()
+    trainer = _trainer(data, tmp_path / scope, "train.compile=true", "train.compile_backend=xlm_test_recording",
+                       f"train.compile_scope={scope}", "model.n_layers=3", "train.max_steps=4", "train.prefetch=0",
+                       "train.eval_every=100", "train.save_every=100")
+    trainer.train()
+    linears = sorted({sum(n.target is LINEAR for n in g.graph.nodes) for g in RECORDED})
+    assert linears == ([1, 6] if scope == "layers" else [3 * 6 + 1]), linears
+    torch._dynamo.reset()
+
+
+def test_regional_compilation_gives_the_eager_values(data, tmp_path):
+    """Loss and gradients of the compiled regions (aot_eager: dynamo, AOT autograd's forward and backward
+    graphs) equal the eager module's, on stream batches and padded pair batches."""
+    trainer = _trainer(data, tmp_path / "rv", "model.dropout=0", "model.attention_dropout=0", "model.n_layers=2",
+                       "train.prefetch=0")
+    micro = [m for step in range(3) for m in trainer.builder.build(step).micro]
+    assert {m.padded for m in micro} == {True, False}
+    module = LossModule(trainer.model)
+
+    def loss_and_grads():
+        out = []
+        for m in micro:
+            trainer.model.zero_grad(set_to_none=True)
+            loss = module(m.batch, m.pred_index, m.padded)
+            loss.backward()
+            out.append((loss.detach(), [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]))
+        return out
+
+    eager = loss_and_grads()
+    torch._dynamo.reset()
+    module.compile_regions("aot_eager")  # the model's layers now run the compiled region
+    assert trainer.model.compiled_layers
+    for (loss, grads), (loss_c, grads_c) in zip(eager, loss_and_grads(), strict=True):
+        torch.testing.assert_close(loss_c, loss, rtol=1e-5, atol=1e-4)
+        for g, g_c in zip(grads, grads_c, strict=True):
+            torch.testing.assert_close(g_c, g, rtol=1e-4, atol=1e-5)
+    torch._dynamo.reset()
+
+
+def test_the_compile_scope_follows_the_parallelism():
+    from xlm.config import TrainConfig
+    from xlm.train.compile import compile_scope
+
+    assert compile_scope(TrainConfig(compile=True), fsdp=False) == "layers"
+    assert compile_scope(TrainConfig(compile=True), fsdp=True) == "model"  # FSDP2's hooks: the whole model
+    assert compile_scope(TrainConfig(compile=True, compile_scope="model"), fsdp=False) == "model"
+    with pytest.raises(XLMError, match=r"^train.compile_scope: layers does not run under FSDP2"):
+        compile_scope(TrainConfig(compile=True, compile_scope="layers"), fsdp=True)
+
+
+def test_the_inductor_head_start_works_with_the_installed_torch(tmp_path, monkeypatch):
+    """warm_inductor uses torch-private functions: with the installed torch it must meet no error, and
+    on CPU its probes must leave inductor nothing to compile (their answers cached) when it picks an ISA."""
+    from torch._inductor import cpu_vec_isa
+
+    from xlm.train.compile import warm_inductor
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # the probes really compile
+    warm = warm_inductor(torch.device("cpu"))
+    warm.join(timeout=300)
+    assert not warm.errors, warm.errors
+    assert not any(t.is_alive() for t in warm.threads)
+    if not warm.threads:
+        pytest.skip("no x86 vector ISA to probe on this CPU")
+
+    def compiled_again(self, code):
+        raise AssertionError(f"inductor probed {self} again")
+
+    monkeypatch.setattr(cpu_vec_isa.VecISA, "check_build", compiled_again)
+    cpu_vec_isa.valid_vec_isa_list.cache_clear()  # as in a fresh process: the list asks every ISA again
+    assert [str(i) for i in cpu_vec_isa.valid_vec_isa_list()]  # answered from the probes' cache
+    cpu_vec_isa.valid_vec_isa_list.cache_clear()
 
 
 def test_a_compiled_packed_run_has_one_static_shape_per_packed_task(data, tmp_path):

@@ -42,7 +42,7 @@ RESUMABLE_CHANGES = ("run.dir", "run.log_every", "run.tensorboard", "run.debug",
                      "train.eval_max_sentences", "train.eval_at_start", "train.eval_only", "train.precision",
                      "train.compile", "train.parallelism", "train.peak_tflops", "data.path",
                      "init.from", "init.strict", "init.emb",
-                     "optim.implementation", "train.compile_backend", "train.prefetch",
+                     "optim.implementation", "train.compile_backend", "train.compile_scope", "train.prefetch",
                      "model.checkpoint_activations", "data.pack")
 # data.preprocess only states how the text was prepared (recorded in checkpoints): stating it later is fine.
 RESUMABLE_PREFIXES = ("data.preprocess.",)

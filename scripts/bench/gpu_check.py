@@ -3,7 +3,8 @@
 
 Rows: bare training step of ours and of ``transformers.XLMWithLMHeadModel`` (tokens/s, MFU, peak
 memory) in bf16 and fp16, compiled or not; the whole ``Trainer`` loop against the bare step on the
-same shapes (loop overhead); DDP and FSDP2 when several GPUs are present; short bf16 and fp16 runs
+same shapes (loop overhead), eager and compiled (by regions, the default ``train.compile_scope``, and
+as a whole model); DDP and FSDP2 when several GPUs are present; short bf16 and fp16 runs
 whose loss must fall. ``--smoke`` runs a tiny version of every row on whatever device there is
 (CPU: fp32, the compile rows with the ``eager`` backend: graphs captured, not compiled) in about a minute.
 
@@ -214,14 +215,15 @@ def main() -> None:
                 if which == "hf" and ("ours", precision, compiled) in bare:
                     note = f"ours / hf = {bare[('ours', precision, compiled)] / tps:.2f}x"
                 table.row(label, tps, mfu(tps, args.dim, args.layers, args.seq, args.vocab, pred, peak), mem, note)
-    def loop_row(compiled: bool) -> None:  # loop overhead: MLM on one language's streams = the bare step's shapes
-        label = f"whole loop {main_precision}{' compiled' if compiled else ''}, MLM streams"
+    def loop_row(compiled: bool, scope: str = "layers") -> None:  # loop overhead: MLM streams = the bare step's shapes
+        label = f"whole loop {main_precision}{f' compiled ({scope})' if compiled else ''}, MLM streams"
         if table.late(label):
             return
         try:
             ref, _ = bare_step(args, device, "ours", main_precision, compiled, vocab=v_data)
-            recs = run_trainer(args, data, tmp, f"loop{int(compiled)}",
-                               [*common, "objectives.mlm=[en]", f"train.compile={str(compiled).lower()}"])
+            recs = run_trainer(args, data, tmp, f"loop{int(compiled)}{scope}",
+                               [*common, "objectives.mlm=[en]", f"train.compile={str(compiled).lower()}",
+                                f"train.compile_scope={scope}"])
             tps = recs[-1]["tokens_per_s"]  # the last interval: compilation and warm-up excluded
             table.row(label, tps, mfu(tps, args.dim, args.layers, args.seq, v_data, pred, peak),
                       recs[-1].get("memory_gb"), f"bare step on the same shapes (vocab {v_data}) {ref:,.0f} tokens/s: "
@@ -273,7 +275,8 @@ def main() -> None:
         except Exception as e:
             table.row(label, None, None, None, f"failed: {str(e)[:100]}")
     bare_rows(True)
-    loop_row(True)
+    loop_row(True)  # regional compilation (the default scope): one compiled layer for all layers
+    loop_row(True, "model")  # the whole model as one graph, for comparison
 
 
 def len_vocab(data: Path) -> int:

@@ -101,14 +101,15 @@ class AttentionMask:
         return create_block_mask(self.mask_mod(lengths, causal), bs, None, slen, slen, device=device)
 
 
-def use_flex(backend: str, x: Tensor, training: bool, attention_dropout: float) -> bool:
+def use_flex(backend: str, x: Tensor, training: bool, attention_dropout: float, compiled: bool = False) -> bool:
     """Whether attention runs flex_attention for an :class:`AttentionMask`.
 
     ``backend``: ``sdpa`` never; ``flex`` always (raises ValueError when attention dropout is active:
     flex_attention has none; on CPU torch 2.13 has no backward for it, so forward passes only);
     ``auto`` (the default) on CUDA under ``torch.compile`` when attention dropout is inactive: there
     flex_attention is a fused kernel that skips the masked blocks, while eager flex_attention
-    materializes the scores (slower than SDPA with a dense mask) and CPU has no backward.
+    materializes the scores (slower than SDPA with a dense mask) and CPU has no backward. ``compiled``:
+    the layers run compiled though the caller is not (regional compilation, :mod:`xlm.train.compile`).
     """
     if backend not in BACKENDS:
         raise ValueError(f"attention backend must be one of {BACKENDS}, got {backend!r}")
@@ -121,4 +122,4 @@ def use_flex(backend: str, x: Tensor, training: bool, attention_dropout: float) 
                              "or the sdpa/auto backend")
         return True
     return (backend == "auto" and FLEX_AVAILABLE and not dropout and x.is_cuda
-            and torch.compiler.is_compiling())
+            and (compiled or torch.compiler.is_compiling()))

@@ -117,12 +117,34 @@ class PredLayer(nn.Module):
         return self.proj(h)
 
 
+def encoder_layer(attention: MultiHeadAttention, layer_norm1: nn.LayerNorm, ffn: TransformerFFN,
+                  layer_norm2: nn.LayerNorm, h: Tensor, key_mask: Tensor | BlockMask | None, causal: bool,
+                  pad_mask: Tensor | None, pre_norm: bool, dropout: float, training: bool) -> Tensor:
+    """One transformer layer (post-norm as the original, or pre-norm) of ``h`` ``(batch, seq, dim)``;
+    padded positions zeroed. A function of the layer's modules rather than a method, so that one
+    compiled version serves every layer (``TransformerModel.layer_fn``)."""
+    if pre_norm:
+        h = h + F.dropout(attention(layer_norm1(h), key_mask, causal), dropout, training)
+        h = h + ffn(layer_norm2(h))
+    else:
+        h = layer_norm1(h + F.dropout(attention(h, key_mask, causal), dropout, training))
+        h = layer_norm2(h + ffn(h))
+    if pad_mask is not None:
+        h = h * pad_mask.unsqueeze(-1).to(h.dtype)
+    return h
+
+
 class TransformerModel(nn.Module):
     """Transformer encoder with language embeddings; ``causal`` is chosen per call (MLM/TLM vs CLM)."""
 
     # How an AttentionMask is applied (xlm.model.attention_mask.use_flex): "auto" (flex_attention on CUDA
     # under torch.compile without attention dropout, SDPA with a dense mask otherwise), "sdpa" or "flex".
     attention_backend = "auto"
+    # Runs each layer (encoder_layer's signature). Regional compilation (xlm.train.compile) sets a compiled
+    # version on the instance and compiled_layers, which lets "auto" pick flex_attention as under a
+    # whole-model torch.compile.
+    layer_fn = staticmethod(encoder_layer)
+    compiled_layers = False
 
     def __init__(self, cfg: ModelConfig, n_words: int, n_langs: int):
         super().__init__()
@@ -241,7 +263,8 @@ class TransformerModel(nn.Module):
             h = h * pad_mask.unsqueeze(-1).to(h.dtype)
             key_mask = pad_mask[:, None, None, :]
         if isinstance(attn_mask, AttentionMask):
-            if use_flex(self.attention_backend, x, self.training, self.cfg.attention_dropout):
+            compiled = self.compiled_layers and torch.is_grad_enabled()  # (regional compilation: training only)
+            if use_flex(self.attention_backend, x, self.training, self.cfg.attention_dropout, compiled):
                 key_mask = attn_mask.block_mask(lengths if pad_mask is not None else None, causal)
                 attn_mask, causal = None, False  # folded into the block mask
             else:
@@ -270,20 +293,8 @@ class TransformerModel(nn.Module):
 
     def _layer(self, i: int, h: Tensor, key_mask: Tensor | BlockMask | None, causal: bool,
                pad_mask: Tensor | None) -> Tensor:
-        """Transformer layer ``i`` (post-norm as the original, or pre-norm); padded positions zeroed."""
-        if self.cfg.pre_norm:
-            h = h + F.dropout(
-                self.attentions[i](self.layer_norm1[i](h), key_mask, causal), self.cfg.dropout, self.training
-            )
-            h = h + self.ffns[i](self.layer_norm2[i](h))
-        else:
-            h = self.layer_norm1[i](
-                h + F.dropout(self.attentions[i](h, key_mask, causal), self.cfg.dropout, self.training)
-            )
-            h = self.layer_norm2[i](h + self.ffns[i](h))
-        if pad_mask is not None:
-            h = h * pad_mask.unsqueeze(-1).to(h.dtype)
-        return h
+        return self.layer_fn(self.attentions[i], self.layer_norm1[i], self.ffns[i], self.layer_norm2[i], h, key_mask,
+                             causal, pad_mask, self.cfg.pre_norm, self.cfg.dropout, self.training)
 
     def predict(self, h: Tensor) -> Tensor:
         """Vocabulary scores for the hidden states passed in, ``(..., emb_dim) -> (..., n_words)``.

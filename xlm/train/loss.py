@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -10,6 +11,7 @@ from torch import nn
 
 from xlm.model.attention_mask import AttentionMask
 from xlm.objectives import Batch
+from xlm.train.compile import Region, compile_regions
 
 
 class LossModule(nn.Module):
@@ -21,6 +23,14 @@ class LossModule(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.module = model
+        self.output_loss: Callable[..., torch.Tensor] = output_loss
+        self.regions: list[Region] = []
+
+    def compile_regions(self, backend: str) -> None:
+        """Regional compilation (:mod:`xlm.train.compile`): the model's layers and :func:`output_loss`."""
+        self.regions = compile_regions(self.module, backend)
+        self.output_loss = Region(output_loss, backend)
+        self.regions.append(self.output_loss)
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         if args and isinstance(args[0], Batch):
@@ -43,13 +53,25 @@ class LossModule(nn.Module):
             inputs["attn_mask"] = AttentionMask(segments=segments)
         elif inputs.get("attn_mask") is not None:
             inputs["attn_mask"] = AttentionMask(dense=inputs["attn_mask"])
+        for region in self.regions:  # packed batches have one shape per task: compiled static
+            region.dynamic = segments is None
         h = self.module(b.x, padded=padded, **inputs)
-        h = h[b.pred_mask] if pred_index is None else h.reshape(-1, h.shape[-1]).index_select(0, pred_index)
-        scores = self.module.predict(h, **b.head())
-        return F.cross_entropy(scores.float(), b.targets, reduction="sum")
+        if pred_index is None:
+            return F.cross_entropy(self.module.predict(h[b.pred_mask], **b.head()).float(), b.targets,
+                                   reduction="sum")
+        return self.output_loss(self.module, h, pred_index, b.targets, **b.head())
 
     def predict(self, h: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         return self.module.predict(h, **kwargs)
+
+
+def output_loss(model: nn.Module, h: torch.Tensor, pred_index: torch.Tensor, targets: torch.Tensor,
+                **head: Any) -> torch.Tensor:
+    """fp32 sum of cross-entropies of the states ``h`` ``(batch, seq, dim)`` at the flat positions
+    ``pred_index`` ``(n_pred,)`` against ``targets`` ``(n_pred,)`` (ignore index -100: no loss);
+    ``head``: the model's ``predict`` arguments (``decoder=True`` for translation)."""
+    h = h.reshape(-1, h.shape[-1]).index_select(0, pred_index)
+    return F.cross_entropy(model.predict(h, **head).float(), targets, reduction="sum")
 
 
 def mark_dynamic(batch: Batch, pred_index: torch.Tensor) -> None:

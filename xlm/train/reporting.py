@@ -52,7 +52,7 @@ class ReportingMixin:
         self.log.info(f"run folder {self.run_dir} | world size {dist.world_size} ({launcher})"
                       f" | devices {devices} | precision {self.precision} | parallelism "
                       f"{cfg.train.parallelism if dist.distributed else 'none'}"
-                      + (" | compiled" if cfg.train.compile else "")
+                      + (f" | compiled ({self.compile_scope})" if cfg.train.compile else "")
                       + f" | evaluation protocol {self.evaluator.protocol}")
         self.log.info(f"model: {m.num_parameters() / 1e6:.2f}M parameters, {m.n_layers} layers, dim {m.dim}, "
                       f"{len(d.dictionary)} words, languages {d.lang2id}")

@@ -77,7 +77,7 @@ class StepMixin:
         for i, m in enumerate(runnable):
             batch, index, segments = m.to(self.device)
             batch = prepare(self.eval_model, batch)  # an objective's model step without gradients (BTMLM generation)
-            if self.cfg.train.compile and segments is None:  # packed batches: one static shape per task
+            if self.train_model is not self.wrapped and segments is None:  # whole-model compile; packed: static
                 mark_dynamic(batch, index)
             with no_grad_sync(self.wrapped, sync=i == len(runnable) - 1):
                 with self.autocast():

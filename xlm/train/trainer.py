@@ -67,6 +67,7 @@ from xlm.precision import RoundingMasker, make_scaler, resolve_precision
 from xlm.precision import autocast as precision_autocast
 from xlm.run_folder import RunLock, check_restart, remove_half_made
 from xlm.train.checkpointing import CheckpointMixin
+from xlm.train.compile import compile_scope, warm_inductor
 from xlm.train.loss import LossModule
 from xlm.train.prefetch import Prefetcher, StepBuilder
 from xlm.train.reporting import ReportingMixin
@@ -83,6 +84,9 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
         if self.precision == "fp16" and self.device.type != "cuda":
             raise XLMError("train.precision: fp16 needs a CUDA device; use bf16 or fp32 on CPU")
         init_distributed(self.dist, self.device)
+        # inductor's once-per-process work (compile workers, CPU ISA probe) overlaps the start of the run
+        inductor = cfg.train.compile and cfg.train.compile_backend == "inductor"
+        self.inductor_warmup = warm_inductor(self.device) if inductor else None
         # Nothing is written before train() starts the run (a failed start leaves no folder behind).
         self.run_dir = Path(cfg.run.dir)
         self.log = RunLogger(self.run_dir, cfg.run.tensorboard and not cfg.train.eval_only, self.dist.is_main,
@@ -141,10 +145,15 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
         self.model.to(self.device)
         # self.wrapped: DDP / FSDP2 around the loss module (the loss module itself with one process);
         # self.train_model: what a training step calls (compiled when train.compile).
-        self.wrapped = wrap_model(LossModule(self.model), cfg.train.parallelism, self.device, self.model.blocks())
+        loss_module = LossModule(self.model)
+        self.compile_scope = compile_scope(cfg.train, fsdp)
+        regional = cfg.train.compile and self.compile_scope == "layers"
+        if regional:  # compiled regions inside the eager module (xlm.train.compile)
+            loss_module.compile_regions(cfg.train.compile_backend)
+        self.wrapped = wrap_model(loss_module, cfg.train.parallelism, self.device, self.model.blocks())
         self.fsdp = is_fsdp(self.wrapped)
-        self.train_model = (torch.compile(self.wrapped, backend=cfg.train.compile_backend) if cfg.train.compile
-                            else self.wrapped)
+        self.train_model = (torch.compile(self.wrapped, backend=cfg.train.compile_backend)
+                            if cfg.train.compile and not regional else self.wrapped)
         # Evaluation runs the bare model (DDP shares its parameters); under FSDP2 it goes through the root.
         self.eval_model = self.wrapped if self.fsdp else self.model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
