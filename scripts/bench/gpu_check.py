@@ -29,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[0] = str(ROOT)  # not scripts/bench/: its tokenize.py would shadow the standard library's
 
+import logging  # noqa: E402  (after the path fix: logging's traceback reading imports tokenize)
+
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
@@ -87,8 +89,11 @@ def _sync(device: torch.device) -> None:
 
 
 def bare_step(args, device, which: str, precision: str, compiled: bool,
-              vocab: int | None = None) -> tuple[float, float | None]:
-    """Tokens/s of forward + loss on the predicted positions + backward + fused AdamW, and peak GiB."""
+              vocab: int | None = None, scope: str = "model") -> tuple[float, float | None]:
+    """Tokens/s of forward + loss on the predicted positions + backward + fused AdamW, and peak GiB.
+
+    ``scope`` (ours, compiled): ``model`` compiles the whole loss function, ``layers`` the regions the
+    trainer compiles by default (:mod:`xlm.train.compile`)."""
     torch.manual_seed(0)
     d, layers, heads, bs, seq = args.dim, args.layers, args.heads, args.batch, args.seq
     vocab = vocab or args.vocab
@@ -114,11 +119,21 @@ def bare_step(args, device, which: str, precision: str, compiled: bool,
         h = model(inputs, langs=langs, padded=False)
         return F.cross_entropy(model.predict(h.reshape(-1, d).index_select(0, index)).float(), targets)
 
+    if which == "ours" and compiled and scope == "layers":
+        from xlm.train.compile import Region, compile_regions
+        from xlm.train.loss import output_loss
+
+        compile_regions(model, args.backend)
+        head = Region(output_loss, args.backend)
+
+        def loss_ours():  # noqa: F811 (the regional version of the same loss)
+            return head(model, model(inputs, langs=langs, padded=False), index, targets) / len(targets)
+
     def loss_hf():
         return model(input_ids=inputs, langs=langs, labels=labels).loss
 
     fn = loss_ours if which == "ours" else loss_hf
-    if compiled:
+    if compiled and not (which == "ours" and scope == "layers"):
         fn = torch.compile(fn, backend=args.backend)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
@@ -189,7 +204,9 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if cuda else "CPU"
     table = Table(args.out, 1e9 if args.smoke else 270)  # gpu_check.sh stops everything at 300 s
     table.emit(f"| device: {name}, peak {peak / 1e12:.0f} TFLOP/s | {args.dim}x{args.layers} model, batch "
-               f"{args.batch}x{args.seq}, vocab {args.vocab} | {'smoke' if args.smoke else 'full'} | | |")
+               f"{args.batch}x{args.seq}, vocab {args.vocab} | {'smoke' if args.smoke else 'full'} | | "
+               + ("smoke: 3 timed steps a row check that each row runs; its figures are not measurements |"
+                  if args.smoke else "|"))
     pred = 0.15
     bare = {}
     tmp = Path(tempfile.mkdtemp(prefix="xlm-gpu-check-"))
@@ -205,22 +222,30 @@ def main() -> None:
                 label = f"bare step {which} {precision}{' compiled' if compiled else ''}"
                 if table.late(label):
                     continue
+                quiet = logging.getLogger("torch._dynamo")  # HF's graph break warns at length mid-table
+                level = quiet.level
+                if which == "hf" and compiled:
+                    quiet.setLevel(logging.ERROR)
                 try:
                     tps, mem = bare_step(args, device, which, precision, compiled)
                 except Exception as e:  # a row that fails says why; the others still run
                     table.row(label, None, None, None, f"failed: {type(e).__name__}: {str(e)[:80]}")
                     continue
+                finally:
+                    quiet.setLevel(level)
                 bare[(which, precision, compiled)] = tps
                 note = ""
                 if which == "hf" and ("ours", precision, compiled) in bare:
                     note = f"ours / hf = {bare[('ours', precision, compiled)] / tps:.2f}x"
+                if which == "hf" and compiled:  # ours compiles with fullgraph=True
+                    note += "; HF's forward has a graph break (lengths.max().item() in transformers' XLM)"
                 table.row(label, tps, mfu(tps, args.dim, args.layers, args.seq, args.vocab, pred, peak), mem, note)
     def loop_row(compiled: bool, scope: str = "layers") -> None:  # loop overhead: MLM streams = the bare step's shapes
         label = f"whole loop {main_precision}{f' compiled ({scope})' if compiled else ''}, MLM streams"
         if table.late(label):
             return
         try:
-            ref, _ = bare_step(args, device, "ours", main_precision, compiled, vocab=v_data)
+            ref, _ = bare_step(args, device, "ours", main_precision, compiled, vocab=v_data, scope=scope)
             recs = run_trainer(args, data, tmp, f"loop{int(compiled)}{scope}",
                                [*common, "objectives.mlm=[en]", f"train.compile={str(compiled).lower()}",
                                 f"train.compile_scope={scope}"])
