@@ -261,6 +261,10 @@ def test_the_compile_scope_follows_the_parallelism():
     assert compile_scope(TrainConfig(compile=True), fsdp=False) == "layers"
     assert compile_scope(TrainConfig(compile=True), fsdp=True) == "model"  # FSDP2's hooks: the whole model
     assert compile_scope(TrainConfig(compile=True, compile_scope="model"), fsdp=False) == "model"
+    # an encoder-decoder: regions would leave its decoder eager
+    assert compile_scope(TrainConfig(compile=True), fsdp=False, encoder_decoder=True) == "model"
+    forced = TrainConfig(compile=True, compile_scope="layers")
+    assert compile_scope(forced, fsdp=False, encoder_decoder=True) == "layers"
     with pytest.raises(XLMError, match=r"^train.compile_scope: layers does not run under FSDP2"):
         compile_scope(TrainConfig(compile=True, compile_scope="layers"), fsdp=True)
 

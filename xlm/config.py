@@ -221,8 +221,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model and its loss (no graph breaks; see docs/performance.md)
     compile_backend: str = "inductor"  # torch.compile backend ("aot_eager", "eager": for debugging and tests)
     # "layers": one compiled layer reused by every layer, plus the output loss (regional compilation, fast to
-    # compile); "model": the whole model and its loss as one graph; "auto": layers, model under FSDP2
-    # (whose hooks cannot run inside a compiled layer) (xlm.train.compile)
+    # compile); "model": the whole model and its loss as one graph; "auto": layers, but model under FSDP2
+    # (whose hooks cannot run inside a compiled layer) and for encoder-decoders (xlm.train.compile)
     compile_scope: Literal["auto", "layers", "model"] = "auto"
     prefetch: int = 2  # steps of batches built ahead in a background thread (0: built in the step itself)
     parallelism: Literal["ddp", "fsdp"] = "ddp"

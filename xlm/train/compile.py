@@ -1,14 +1,16 @@
 """How ``train.compile`` compiles: regions compiled once and reused, and a head start for inductor.
 
-**Regions** (``train.compile_scope: layers``, the default). Instead of one graph of the whole model and
-its loss, two functions are compiled: :func:`xlm.model.transformer.encoder_layer`, whose modules are
-arguments, so that one compiled version runs every layer, and :func:`xlm.train.loss.output_loss`
-(output layer and cross-entropy on the predicted positions). The embeddings and the glue between
-regions run eagerly. This is PyTorch's regional compilation (as torchtitan compiles each block): the
-compile time no longer grows with the depth, and on the tiny config the first step comes twice as
-early (docs/performance.md). ``compile_scope: model`` compiles the whole loss module as one graph
+**Regions** (``train.compile_scope: layers``, what ``auto`` picks for an encoder). Instead of one
+graph of the whole model and its loss, two functions are compiled:
+:func:`xlm.model.transformer.encoder_layer`, whose modules are arguments, so that one compiled
+version runs every layer, and :func:`xlm.train.loss.output_loss` (output layer and cross-entropy on
+the predicted positions). The embeddings and the glue between regions run eagerly. This is PyTorch's
+regional compilation (as torchtitan compiles each block): the compile time no longer grows with the
+depth, and on the tiny config the first step comes twice as early (docs/performance.md).
+``compile_scope: model`` compiles the whole loss module as one graph
 (:class:`xlm.train.loss.LossModule`), the decoder of an encoder-decoder included, which the regions
-leave eager. Without gradients (evaluation, generation) regions run their eager function.
+leave eager. ``auto`` (the default) picks ``layers``, or ``model`` under FSDP2 and for an
+encoder-decoder. Without gradients (evaluation, generation) regions run their eager function.
 
 **Head start.** Before the first compiled step can run, inductor does two things once per process
 that do not depend on the model, on the critical path of the first graph:
@@ -40,13 +42,14 @@ from xlm.config import TrainConfig
 from xlm.errors import XLMError
 
 
-def compile_scope(train: TrainConfig, fsdp: bool) -> str:
+def compile_scope(train: TrainConfig, fsdp: bool, encoder_decoder: bool = False) -> str:
     """``train.compile_scope`` resolved: ``auto`` is ``layers``, or ``model`` under FSDP2 (``fsdp``: the
-    run shards its model). Raises XLMError for ``layers`` under FSDP2: its hooks (gathering a layer's
-    shards) cannot run inside a compiled layer."""
+    run shards its model) and for an encoder-decoder (whose decoder layers ``layers`` leaves eager).
+    Raises XLMError for ``layers`` under FSDP2: its hooks (gathering a layer's shards) cannot run
+    inside a compiled layer."""
     scope = train.compile_scope
     if scope == "auto":
-        return "model" if fsdp else "layers"
+        return "model" if fsdp or encoder_decoder else "layers"
     if scope == "layers" and fsdp and train.compile:
         raise XLMError("train.compile_scope: layers does not run under FSDP2 (its hooks cannot run inside a compiled "
                        "layer); use model or auto")

@@ -146,7 +146,7 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
         # self.wrapped: DDP / FSDP2 around the loss module (the loss module itself with one process);
         # self.train_model: what a training step calls (compiled when train.compile).
         loss_module = LossModule(self.model)
-        self.compile_scope = compile_scope(cfg.train, fsdp)
+        self.compile_scope = compile_scope(cfg.train, fsdp, encoder_decoder=not cfg.model.encoder_only)
         regional = cfg.train.compile and self.compile_scope == "layers"
         if regional:  # compiled regions inside the eager module (xlm.train.compile)
             loss_module.compile_regions(cfg.train.compile_backend)
