@@ -269,6 +269,11 @@ class InitConfig:
     encoder: str = ""
     decoder: str = ""
 
+    @property
+    def requested(self) -> bool:
+        """Whether the run starts from anything: ``from``, ``emb``, ``encoder`` or ``decoder`` set."""
+        return bool(self.from_ or self.emb or self.encoder or self.decoder)
+
 
 @dataclass
 class Config:

@@ -274,7 +274,7 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
             self.log.info(f"no step checkpoint to resume: starting again at step 0; {self.ckpt.best_path} "
                           f"({cfg.train.validation_metric.lstrip('_')} = {best:.4f}, step {best_step}) is kept "
                           "until a better model replaces it")
-        if cfg.init.from_ or cfg.init.emb or cfg.init.encoder or cfg.init.decoder:
+        if cfg.init.requested:
             for line in self.initialize():
                 self.log.info(line)
 
@@ -309,7 +309,7 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
                 self.model.load_state_dict(ckpt["model"])
                 self.state.step = int(ckpt["train_state"]["step"])
                 self.log.info(f"eval_only: {path} (step {self.state.step})")
-            elif self.cfg.init.from_ or self.cfg.init.emb or self.cfg.init.encoder or self.cfg.init.decoder:
+            elif self.cfg.init.requested:
                 for line in self.initialize():
                     self.log.info(line)
             else:
