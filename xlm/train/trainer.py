@@ -84,9 +84,6 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
         if self.precision == "fp16" and self.device.type != "cuda":
             raise XLMError("train.precision: fp16 needs a CUDA device; use bf16 or fp32 on CPU")
         init_distributed(self.dist, self.device)
-        # inductor's once-per-process work (compile workers, CPU ISA probe) overlaps the start of the run
-        inductor = cfg.train.compile and cfg.train.compile_backend == "inductor"
-        self.inductor_warmup = warm_inductor(self.device) if inductor else None
         # Nothing is written before train() starts the run (a failed start leaves no folder behind).
         self.run_dir = Path(cfg.run.dir)
         self.log = RunLogger(self.run_dir, cfg.run.tensorboard and not cfg.train.eval_only, self.dist.is_main,
@@ -106,6 +103,10 @@ class Trainer(StepMixin, CheckpointMixin, ReportingMixin):
             raise XLMError(f"train.validation_metric: {vm!r} would be maximized, but a perplexity is better lower: "
                            f"write '_{vm}'")
 
+        # inductor's once-per-process work (compile workers, CPU ISA probe) overlaps loading the data and
+        # building the model; started after the checks above, so that a run they stop starts nothing
+        inductor = cfg.train.compile and cfg.train.compile_backend == "inductor"
+        self.inductor_warmup = warm_inductor(self.device) if inductor else None
         self.data = load_data(cfg, self.tasks, self.dist, warn=self.log.warning)
         n_words = len(self.data.dictionary)
         # Evaluation selects targets by our rules whatever objectives.mlm_targets says (the protocol decides).
